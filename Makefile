@@ -1,0 +1,45 @@
+# Two user commands: `make demo` and `make test`. Both create .venv and install
+# everything on a fresh machine (torch first, pinned in constraints.txt, so pip
+# does not pull a CUDA build; open3d's Debian dependency libusb when apt exists).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+export DVC_NO_ANALYTICS := 1
+export MPLBACKEND := Agg
+
+.PHONY: install test test-fast demo paper clean-results lint
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@if ! ldconfig -p 2>/dev/null | grep -q libusb-1.0; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo ">> installing libusb-1.0-0 (needed by open3d)"; \
+	    apt-get update -qq && apt-get install -y -qq libusb-1.0-0 >/dev/null; \
+	  else echo "!! open3d needs libusb-1.0 (Debian/Ubuntu: sudo apt-get install libusb-1.0-0)"; fi; \
+	fi
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt torch
+	$(PIP) install -q -c constraints.txt -e ".[all,dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(VENV)/bin/snakemake --profile profiles/default --configfile params/smoke.yaml --cores 2 all
+	@echo
+	@echo "Tables and figures: results/  (overview: results/README.md)"
+	@echo "Browse the runs:    $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///results/mlflow/mlflow.db"
+
+paper: $(STAMP)
+	$(VENV)/bin/snakemake --profile profiles/default all
+
+clean-results:
+	rm -rf results .snakemake/metadata

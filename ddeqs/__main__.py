@@ -1,0 +1,3 @@
+from ddeqs.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,282 @@
+"""The one configuration model shared by the CLI, Snakemake and the tests.
+
+Every parameter of the paper has exactly one name, used in YAML files under
+``params/``, in ``--set key=value`` overrides, in MLflow params and in code.
+Unknown or mistyped keys are errors that name the key and suggest the closest
+valid one.
+
+Layout of a run configuration (``ExperimentConfig``)::
+
+    seed, task
+    data:    dataset, root, noise, input_share, partial_radius, max_train, max_test ...
+    model:   name, z_dim, bilinear_dim, heads, ffn_dim, cross_layers, self_layers,
+             pushforward, z_particles, free_share, coupling_width, dropout, ...
+    solver:  kind, impl, iters, step, tol, momentum, nesterov, grad_steps, ...
+    train:   epochs, batch_size, optimizer, lr, milestones, gamma, device, amp ...
+    tracking: enabled, uri, experiment, rule
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Task = Literal["classification", "completion"]
+DatasetName = Literal["mnist-pc", "modelnet40-s", "digits", "shapes"]
+ModelName = Literal["ddeq", "pointnet", "point-transformer", "pcn"]
+SolverKind = Literal["wgf", "fixed_point", "anderson", "broyden"]
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a message that names the key and what to do."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Which prepared dataset to read and how to derive the model input from it."""
+
+    dataset: DatasetName = "digits"
+    root: str = Field("data/processed", description="folder holding prepared datasets")
+    raw_root: str = Field("data/raw", description="folder holding downloads")
+    noise: float = Field(0.0, ge=0.0, le=1.0, description="fraction of input particles replaced by N(0, I) draws")
+    input_share: float = Field(1.0, gt=0.0, le=1.0, description="fraction of input particles kept (Table 5)")
+    partial_radius: float | None = Field(
+        None, gt=0.0, description="completion: removal radius around 2 random centres (default 0.6 2-D, 0.8 3-D)"
+    )
+    max_points: int = Field(800, ge=8, description="voxelization target: at most this many points per cloud")
+    classes: list[str] | None = Field(None, description="restrict to these class names (None: all)")
+    max_train: int | None = Field(None, ge=1, description="use at most this many training samples")
+    max_test: int | None = Field(None, ge=1, description="use at most this many test samples")
+    workers: int = Field(0, ge=0, description="DataLoader worker processes")
+
+
+class ModelConfig(_Strict):
+    """Architecture. DDEQ fields follow the paper App. C.1; baselines have their own fields."""
+
+    name: ModelName = "ddeq"
+    # --- DDEQ (paper App. C.1) ---
+    z_dim: int = Field(128, ge=1, description="dimension of the particles of Z and width of the encoders")
+    bilinear_dim: int = Field(16, ge=1, description="latent dimension of the bilinear (EI) layer")
+    heads: int = Field(32, ge=1, description="attention heads (width z_dim / heads each)")
+    ffn_dim: int = Field(512, ge=1, description="hidden width of encoder feed-forward blocks")
+    cross_layers: int = Field(3, ge=0, description="layers of the cross-encoder Z <- X (1 for MNIST classification)")
+    self_layers: int = Field(1, ge=0, description="layers of each self-encoder (X and Z)")
+    pushforward: bool = Field(False, description="Table 3 variant: drop the 11^T Z beta term and the Z self-encoder")
+    z_particles: int = Field(10, ge=1, description="classification: particles of Z (Z0 ~ N(0, I))")
+    free_share: float = Field(0.275, gt=0.0, description="completion: free particles as a share of |X|")
+    coupling_width: int = Field(64, ge=1, description="completion: hidden width of the affine coupling layer nets")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout (one mask per forward solve, never per inner step)")
+    # --- baselines ---
+    pt_k: int = Field(16, ge=1, description="Point Transformer: neighbours in kNN")
+    pt_channels: list[int] = Field([32, 64, 128, 256, 512], description="Point Transformer: stage widths")
+    pt_strides: list[int] = Field([1, 4, 4, 4, 4], description="Point Transformer: stage strides")
+    pcn_points: int | None = Field(None, ge=1, description="PCN output points (default 256 in 2-D, 768 in 3-D)")
+    pcn_grid: int = Field(1, ge=1, description="PCN folding grid size")
+
+
+class SolverConfig(_Strict):
+    """Forward solver of the DEQ (inner problem) and its backward (phantom gradient)."""
+
+    kind: SolverKind = Field("wgf", description="wgf (MMD Wasserstein gradient flow) or a classical DEQ solver")
+    impl: Literal["fast", "naive"] = Field("fast", description="fast path or the in-project naive reference")
+    iters: int = Field(200, ge=1, description="inner iterations (paper: 200)")
+    eval_iters: int | None = Field(None, ge=1, description="inner iterations at evaluation (default: iters)")
+    step: float = Field(5.0, gt=0.0, description="inner step size eta (paper: 5)")
+    tol: float = Field(0.0, ge=0.0, description="stop when the relative objective change falls below this (0: never)")
+    momentum: float = Field(0.0, ge=0.0, lt=1.0, description="heavy-ball / Nesterov momentum of the particle update")
+    nesterov: bool = Field(False, description="use Nesterov momentum")
+    grad_steps: int = Field(1, ge=1, description="phantom gradient steps (torchdeq 'grad')")
+    tau: float = Field(1.0, gt=0.0, le=1.0, description="phantom gradient damping (torchdeq 'tau')")
+    compile: bool = Field(False, description="torch.compile the inner step (GPU)")
+    bf16: bool = Field(False, description="bf16 autocast inside the inner solve (GPU)")
+
+
+class TrainConfig(_Strict):
+    """Outer optimisation (paper §4: batch 64, Adam 1e-3, x0.1 at 40 % and 80 % of epochs)."""
+
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum")
+    weight_decay: float = Field(0.0, ge=0.0)
+    milestones: list[float] = Field([0.4, 0.8], description="fractions of epochs at which lr is multiplied by gamma")
+    gamma: float = Field(0.1, gt=0.0)
+    device: str = Field("auto", description="auto (cuda when present, else cpu), cpu, cuda, cuda:N")
+    amp: bool = Field(False, description="mixed precision (GPU only)")
+    deterministic: bool = Field(False, description="torch deterministic algorithms (bit-reproducible on CPU)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch default)")
+    diagnostics_every: int = Field(0, ge=0, description="log App. D.1 diagnostics every N steps (0: off)")
+    save_embeddings: int = Field(4, ge=0, description="test batches whose Z*, F(Z*) and pooled embeddings are saved")
+    quiet: bool = Field(False, description="no progress bars (pipelines)")
+
+    @field_validator("milestones")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if any(not 0.0 < m < 1.0 for m in v):
+            raise ValueError("milestones are fractions of the epochs, each in (0, 1)")
+        return sorted(v)
+
+
+class TrackingConfig(_Strict):
+    """MLflow. uri None: $MLFLOW_TRACKING_URI, else sqlite:///results/mlflow/mlflow.db."""
+
+    enabled: bool = True
+    uri: str | None = None
+    experiment: str | None = Field(None, description="default: one experiment per task family, e.g. ddeqs-classification")
+    parent_run: str | None = Field(None, description="name of a parent run (ablation grid) to nest under")
+    run_name: str | None = None
+    rule: str | None = Field(None, description="pipeline rule that started the run (tag)")
+
+
+class ExperimentConfig(_Strict):
+    """A complete, validated run configuration."""
+
+    seed: int = 0
+    task: Task = "classification"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    solver: SolverConfig = SolverConfig()
+    train: TrainConfig = TrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ExperimentConfig":
+        if self.task == "completion" and self.model.name in ("pointnet", "point-transformer"):
+            raise ValueError(f"model.name={self.model.name!r} is a classifier; completion uses 'ddeq' or 'pcn'")
+        if self.task == "classification" and self.model.name == "pcn":
+            raise ValueError("model.name='pcn' is a completion network; classification uses ddeq, pointnet or point-transformer")
+        return self
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted-key view, e.g. ``{'solver.iters': 200, ...}`` (MLflow params, tables)."""
+        return flatten(self.model_dump(mode="json"))
+
+
+# ---------------------------------------------------------------------------
+# loading, overrides and error messages
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def valid_keys(model: type[BaseModel] = ExperimentConfig, prefix: str = "") -> list[str]:
+    """All dotted keys of a config model (leaves and sections)."""
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        key = prefix + name
+        keys.append(key)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(valid_keys(ann, key + "."))
+    return keys
+
+
+def suggest(key: str, choices: list[str] | None = None) -> str:
+    """' (did you mean 'solver.iters'?)' or ''."""
+    choices = choices if choices is not None else valid_keys()
+    leaf = key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
+    if not close:  # try the leaf name alone against leaves of any section
+        by_leaf = {c.rsplit(".", 1)[-1]: c for c in choices}
+        hit = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)
+        close = [by_leaf[hit[0]]] if hit else []
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  unknown key '{key}'{suggest(key)}")
+        else:
+            lines.append(f"  {key or '(top level)'}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value with YAML rules: '3' -> 3, 'true' -> True, '[1,2]' -> [1, 2]."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings to a raw (unvalidated) nested dict; returns a new dict."""
+    import copy
+
+    out = copy.deepcopy(raw)
+    keys = valid_keys()
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. solver.iters=50)")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if key not in keys:
+            raise ConfigError(f"unknown key '{key}' in --set {item!r}{suggest(key, keys)}")
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"cannot set '{key}': '{p}' is not a section")
+        node[parts[-1]] = parse_value(value)
+    return out
+
+
+def from_dict(raw: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"configuration file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load a run configuration from YAML (or defaults) and apply ``key=value`` overrides."""
+    raw = load_yaml(path) if path is not None else {}
+    raw = apply_overrides(raw, overrides)
+    return from_dict(raw, str(path) if path is not None else "--set overrides")
+
+
+def dump_config(cfg: ExperimentConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+def dataset_dim(dataset: str) -> int:
+    """Point dimension of a dataset: 2 for MNIST-pc and digits, 3 for ModelNet40-s and shapes."""
+    return 2 if dataset in ("mnist-pc", "digits") else 3
+
+
+def default_partial_radius(dataset: str) -> float:
+    """Paper: 0.6 for MNIST-pc (2-D), 0.8 for ModelNet40-s (3-D)."""
+    return 0.6 if dataset_dim(dataset) == 2 else 0.8
