@@ -1,0 +1,95 @@
+"""``ddeqs info model``: parameter counts of a model (F, head, coupling, total) next to the paper's."""
+
+from __future__ import annotations
+
+import argparse
+
+# Paper §4.2 / Table 1 figures (total of F; heads; coupling), for the side-by-side column.
+PAPER_COUNTS = {
+    ("ddeq", "classification", 2): {"F": 773_000, "head": 1_300},
+    ("ddeq", "classification", 3): {"F": 1_170_000, "head": 5_000},
+    ("ddeq", "completion", 2): {"coupling": 16_600, "total": 1_190_000},
+    ("ddeq", "completion", 3): {"coupling": 16_600, "total": 1_190_000},
+    ("pointnet", "classification", 3): {"total": 1_600_000},
+    ("point-transformer", "classification", 3): {"total": 3_500_000},
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("info", help="show information about models", description=__doc__)
+    sub = p.add_subparsers(dest="what", metavar="WHAT")
+    m = sub.add_parser("model", help="parameter counts of a model", description=__doc__)
+    m.add_argument("--params", metavar="FILE", help="run configuration YAML (default: built-in defaults)")
+    m.add_argument("--task", choices=["classification", "completion"], help="overrides the config's task")
+    m.add_argument("--dataset", choices=["mnist-pc", "modelnet40-s", "digits", "shapes"], help="sets data.dataset")
+    m.add_argument("--model", choices=["ddeq", "pointnet", "point-transformer", "pcn"], help="sets model.name")
+    m.add_argument("--classes", type=int, help="number of classes (default: 10 for 2-D datasets, 40 for 3-D)")
+    m.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, repeatable (e.g. --set model.pushforward=true)")
+    m.set_defaults(func=model_info)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _resolve(args: argparse.Namespace):  # -> (cfg, note)
+    from ddeqs.config import load_config, load_yaml
+
+    overrides = list(args.overrides)
+    if args.task:
+        overrides.append(f"task={args.task}")
+    if args.dataset:
+        overrides.append(f"data.dataset={args.dataset}")
+    if args.model:
+        overrides.append(f"model.name={args.model}")
+    cfg = load_config(args.params, overrides)
+    note = ""
+    explicit = any(o.split("=", 1)[0].strip() == "model.cross_layers" for o in args.overrides)
+    if args.params:
+        explicit = explicit or "cross_layers" in (load_yaml(args.params).get("model") or {})
+    if (not explicit and cfg.model.name == "ddeq" and cfg.task == "classification"
+            and cfg.data.dataset in ("mnist-pc", "digits")):
+        cfg = load_config(args.params, overrides + ["model.cross_layers=1"])
+        note = "model.cross_layers=1 (paper setting for MNIST-pc classification; override with --set)"
+    return cfg, note
+
+
+def _paper_architecture(cfg, d: int) -> bool:  # type: ignore[no-untyped-def]
+    """True when the DDEQ fields are the paper's, so the paper column is comparable."""
+    m = cfg.model
+    if m.name != "ddeq":
+        return True
+    cross = 1 if (cfg.task == "classification" and d == 2) else 3
+    return (m.z_dim, m.bilinear_dim, m.heads, m.ffn_dim, m.self_layers, m.cross_layers, m.pushforward,
+            m.coupling_width) == (128, 16, 32, 512, 1, cross, False, 64)
+
+
+def model_info(args: argparse.Namespace) -> int:
+    from ddeqs.config import dataset_dim
+    from ddeqs.models import build_model, count_parameters
+
+    cfg, note = _resolve(args)
+    d = dataset_dim(cfg.data.dataset)
+    classes = args.classes or (10 if d == 2 else 40)
+    name = cfg.model.name
+    try:
+        model = build_model(cfg, d, classes)
+    except ModuleNotFoundError as err:
+        from ddeqs.errors import DDEQError
+
+        raise DDEQError(f"model {name!r} is not available in this checkout ({err.name} missing)") from None
+    if name == "ddeq":
+        from ddeqs.models.ddeq import parameter_breakdown
+
+        counts = parameter_breakdown(model)
+    else:
+        counts = {"total": count_parameters(model)}
+    paper = PAPER_COUNTS.get((name, cfg.task, d), {}) if _paper_architecture(cfg, d) else {}
+    print(f"model {name}, task {cfg.task}, dataset {cfg.data.dataset} (d={d}, classes={classes})")
+    if note:
+        print(f"note: {note}")
+    print(f"{'part':<10} {'parameters':>12} {'paper':>12} {'diff':>8}")
+    for part, n in counts.items():
+        ref = paper.get(part)
+        ref_s = f"{ref:>12,}" if ref else f"{'':>12}"
+        diff = f"{100.0 * (n - ref) / ref:+7.2f}%" if ref else ""
+        print(f"{part:<10} {n:>12,} {ref_s} {diff:>8}")
+    return 0

@@ -1,0 +1,104 @@
+"""Shared DDEQ machinery: F, the torchdeq DEQ and one equilibrium solve.
+
+:meth:`DDEQCore.equilibrium` prepares F's X branch once, builds the DEQ function
+``f(z) = where(movable, F(z, X), z)`` (fixed particles and padding stay put), runs the
+configured solver through torchdeq and returns the DEQ output (``F(Z*)`` with phantom
+gradient in training, ``Z*`` in eval), ``Z*``, ``F(Z*)`` and solver diagnostics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ddeqs.config import ModelConfig, SolverConfig
+from ddeqs.errors import DataError
+from ddeqs.mmd import riesz_mmd2
+from ddeqs.models.ddeq.fmap import FMap
+from ddeqs.models.ddeq.layers import DropoutState
+from ddeqs.solver.deq import build_deq, solver_kwargs
+
+
+@dataclass
+class Equilibrium:
+    """Result of one solve. ``out``: DEQ output ``(B, K, p)`` (differentiable in training)."""
+
+    out: torch.Tensor
+    z_star: torch.Tensor
+    fz_star: torch.Tensor
+    solver: dict
+
+
+def check_input(points: torch.Tensor, mask: torch.Tensor) -> None:
+    """Reject malformed batches: wrong shapes, empty clouds, non-finite real points."""
+    if points.ndim != 3 or mask.shape != points.shape[:2] or mask.dtype != torch.bool:
+        raise DataError(
+            f"DDEQ input must be points (B, N, d) with a (B, N) bool mask; got {tuple(points.shape)} "
+            f"and {tuple(mask.shape)} {mask.dtype}. Build batches with ddeqs.batch.pad_clouds."
+        )
+    empty = (~mask.any(1)).nonzero().flatten()
+    if empty.numel():
+        raise DataError(f"batch samples {empty.tolist()} have no real point (empty cloud); drop them from the dataset")
+    bad = (~torch.isfinite(points) & mask.unsqueeze(-1)).any(-1).any(-1).nonzero().flatten()
+    if bad.numel():
+        raise DataError(f"batch samples {bad.tolist()} contain NaN/inf coordinates; re-run 'ddeqs data' or fix the files")
+
+
+class DDEQCore(nn.Module):
+    """F plus the DEQ solver for one model/solver configuration."""
+
+    def __init__(self, model: ModelConfig, solver: SolverConfig, in_dim: int) -> None:
+        super().__init__()
+        self.solver_cfg = solver
+        self.fmap = FMap(
+            in_dim,
+            z_dim=model.z_dim,
+            bilinear_dim=model.bilinear_dim,
+            heads=model.heads,
+            ffn_dim=model.ffn_dim,
+            cross_layers=model.cross_layers,
+            self_layers=model.self_layers,
+            pushforward=model.pushforward,
+            dropout=model.dropout,
+        )
+        self.deq = build_deq(solver)
+
+    def equilibrium(
+        self,
+        x: torch.Tensor,
+        x_mask: torch.Tensor,
+        z0: torch.Tensor,
+        z_mask: torch.Tensor,
+        movable: torch.Tensor | None = None,
+    ) -> Equilibrium:
+        """Solve ``Z* = argmin ½MMD²(Z, F(Z, X))`` from ``z0`` ``(B, K, p)``; ``movable`` ``(B, K)`` default ``z_mask``."""
+        movable = z_mask if movable is None else movable & z_mask
+        mv = movable.unsqueeze(-1)
+        drop = DropoutState(self.fmap.dropout, self.training)
+        ctx = self.fmap.prepare(x, x_mask, drop)
+
+        def f(z: torch.Tensor) -> torch.Tensor:
+            return torch.where(mv, self.fmap.apply(z, z_mask, ctx), z)
+
+        def full_f(z: torch.Tensor) -> torch.Tensor:  # naive reference: X branch recomputed per call
+            return torch.where(mv, self.fmap.apply(z, z_mask, self.fmap.prepare(x, x_mask, drop)), z)
+
+        cfg = self.solver_cfg
+        z0 = torch.where(z_mask.unsqueeze(-1), z0, torch.zeros((), dtype=z0.dtype, device=z0.device)).detach()
+        kwargs = solver_kwargs(cfg, z_mask, movable, full_f if cfg.impl == "naive" else None)
+        z_out, info = self.deq(f, z0, solver_kwargs=kwargs)
+        out = z_out[-1]
+        z_star = info.get("z_star", out).detach()
+        fz_star = out if self.training else f(z_star)
+        with torch.no_grad():
+            final = 0.5 * riesz_mmd2(z_star, z_mask, fz_star.detach(), z_mask)
+        solver = {
+            "kind": cfg.kind,
+            "iters": int(info.get("iters", 0)),
+            "objective": info["objective"] if "objective" in info else final.unsqueeze(1),
+            "rel_residual": info.get("rel_residual", info.get("rel_lowest")),
+            "final_objective": final,
+        }
+        return Equilibrium(out=out, z_star=z_star, fz_star=fz_star, solver=solver)

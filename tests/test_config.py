@@ -1,0 +1,70 @@
+"""The shared configuration model: strict keys, suggestions, overrides, round trips."""
+
+import pytest
+import yaml
+
+from ddeqs.config import (
+    ConfigError,
+    ExperimentConfig,
+    apply_overrides,
+    dump_config,
+    load_config,
+    valid_keys,
+)
+
+
+def test_defaults_are_the_paper_settings():
+    cfg = ExperimentConfig()
+    assert cfg.solver.iters == 200 and cfg.solver.step == 5.0
+    assert cfg.model.z_dim == 128 and cfg.model.bilinear_dim == 16 and cfg.model.heads == 32
+    assert cfg.model.free_share == pytest.approx(0.275)
+    assert cfg.train.batch_size == 64 and cfg.train.lr == 1e-3 and cfg.train.milestones == [0.4, 0.8]
+
+
+def test_unknown_key_in_file_names_key_and_suggests(tmp_path):
+    p = tmp_path / "run.yaml"
+    p.write_text(yaml.safe_dump({"solver": {"iter": 50}}))
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    msg = str(err.value)
+    assert "solver.iter" in msg and "did you mean 'solver.iters'" in msg and str(p) in msg
+
+
+def test_unknown_override_suggests_closest_key():
+    with pytest.raises(ConfigError, match=r"did you mean 'model.z_particles'"):
+        load_config(None, ["model.z_particle=4"])
+
+
+def test_misplaced_leaf_suggests_section():
+    with pytest.raises(ConfigError, match=r"did you mean 'solver.iters'"):
+        load_config(None, ["iters=4"])
+
+
+def test_bad_value_names_key():
+    with pytest.raises(ConfigError, match=r"solver.step"):
+        load_config(None, ["solver.step=-1"])
+
+
+def test_overrides_parse_yaml_values_and_round_trip(tmp_path):
+    cfg = load_config(None, ["solver.iters=7", "model.pushforward=true", "train.milestones=[0.5]", "data.dataset=shapes"])
+    assert cfg.solver.iters == 7 and cfg.model.pushforward is True and cfg.train.milestones == [0.5]
+    out = tmp_path / "config.yaml"
+    dump_config(cfg, out)
+    assert load_config(out) == cfg
+
+
+def test_overrides_do_not_mutate_input():
+    raw = {"solver": {"iters": 3}}
+    apply_overrides(raw, ["solver.iters=9"])
+    assert raw == {"solver": {"iters": 3}}
+
+
+def test_task_model_mismatch_is_explained():
+    with pytest.raises(ConfigError, match="completion network"):
+        load_config(None, ["model.name=pcn"])
+
+
+def test_flat_keys_are_valid_keys():
+    flat = ExperimentConfig().flat()
+    keys = set(valid_keys())
+    assert flat and set(flat) <= keys
