@@ -1,0 +1,145 @@
+"""Datasets and DataLoaders for training: prepared splits -> :class:`ddeqs.batch.CloudBatch`.
+
+Derived inputs (partial, noisy, share-subsampled) are computed on load from the
+stored full clouds, seeded per sample by ``(cfg.seed, split, stored row)``, so a
+pipeline can vary ``data.noise`` / ``data.input_share`` without re-preparing and the
+same seed always gives the same samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ddeqs.batch import CloudBatch, pad_clouds
+from ddeqs.config import ExperimentConfig, default_partial_radius
+from ddeqs.data.derive import COMPLETION_CLASSES_3D, completion_input
+from ddeqs.data.registry import SPLITS, split_path
+from ddeqs.data.store import SplitArrays, load_split
+from ddeqs.errors import DataError
+
+
+@dataclass
+class DatasetInfo:
+    """What a model needs to know about a dataset (after class selection)."""
+
+    in_dim: int
+    num_classes: int
+    class_names: list[str]
+    n_train: int
+    n_test: int
+    sha256: str  # of the processed train file
+
+
+def open_split(cfg: ExperimentConfig, split: str) -> SplitArrays:
+    """The prepared split of ``cfg.data.dataset`` under ``cfg.data.root`` (DataError naming the command if missing)."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; use 'train' or 'test'")
+    name = cfg.data.dataset
+    path = split_path(cfg.data.root, name, split)
+    if not path.with_suffix(".npz").is_file() or not path.with_suffix(".json").is_file():
+        raise DataError(f"prepared dataset {path}.npz not found; run 'ddeqs data prepare {name} --root {cfg.data.root}'")
+    return load_split(path)
+
+
+def selected_classes(cfg: ExperimentConfig, available: list[str]) -> list[str]:
+    """``cfg.data.classes``, else the 8 completion classes for 3-D completion, else all classes."""
+    if cfg.data.classes is not None:
+        wanted = list(cfg.data.classes)
+    elif cfg.task == "completion" and cfg.data.dataset in ("modelnet40-s", "shapes"):
+        wanted = list(COMPLETION_CLASSES_3D)
+    else:
+        return list(available)
+    missing = [c for c in wanted if c not in available]
+    if missing:
+        raise DataError(f"data.classes: {missing} not in dataset {cfg.data.dataset!r} (classes: {', '.join(available)})")
+    if not wanted:
+        raise DataError("data.classes is empty; give at least one class name or null for all")
+    return wanted
+
+
+def _rows(cfg: ExperimentConfig, data: SplitArrays, split: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """``(stored rows, class names, old->new label map)`` after class selection and max_train/max_test."""
+    names = selected_classes(cfg, data.class_names)
+    lut = np.full(len(data.class_names), -1, dtype=np.int64)
+    for new, c in enumerate(names):
+        lut[data.class_names.index(c)] = new
+    rows = np.flatnonzero(lut[data.labels] >= 0)
+    limit = cfg.data.max_train if split == "train" else cfg.data.max_test
+    if limit is not None:
+        rows = rows[:limit]
+    return rows, names, lut
+
+
+class CloudDataset(Dataset):
+    """One split as a map-style dataset of dicts ``{points, target, label, index}``.
+
+    ``points`` is the model input ``(n, d)`` float32 (the full cloud for
+    classification; partial -> noisy -> share-subsampled for completion), ``target``
+    the full cloud (completion) or None, ``index`` the stored row of the sample.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, split: str) -> None:
+        self.data = open_split(cfg, split)
+        self.rows, self.class_names, self.lut = _rows(cfg, self.data, split)
+        self.split = split
+        self.completion = cfg.task == "completion"
+        self.radius = cfg.data.partial_radius or default_partial_radius(cfg.data.dataset)
+        self.noise, self.share, self.seed = cfg.data.noise, cfg.data.input_share, cfg.seed
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        row = int(self.rows[i])
+        cloud = self.data.cloud(row)
+        label = int(self.lut[self.data.labels[row]])
+        if not self.completion:
+            return {"points": cloud, "target": None, "label": label, "index": row}
+        x = completion_input(cloud, self.radius, self.noise, self.share, self.seed, self.split, row)
+        return {"points": x.astype(np.float32), "target": cloud, "label": label, "index": row}
+
+
+def collate(items: list[dict]) -> CloudBatch:
+    """Pad a list of samples into a :class:`CloudBatch` (explicit bool masks)."""
+    pts, mask = pad_clouds([torch.from_numpy(np.ascontiguousarray(it["points"])) for it in items])
+    batch = CloudBatch(points=pts, mask=mask, labels=torch.tensor([it["label"] for it in items], dtype=torch.long),
+                       index=torch.tensor([it["index"] for it in items], dtype=torch.long))
+    if items[0]["target"] is not None:
+        batch.target, batch.target_mask = pad_clouds([torch.from_numpy(np.ascontiguousarray(it["target"]))
+                                                      for it in items])
+    return batch
+
+
+def make_loader(cfg: ExperimentConfig, split: str, shuffle: bool | None = None,
+                batch_size: int | None = None) -> DataLoader:
+    """DataLoader of :class:`CloudBatch` for ``split`` ('train' or 'test').
+
+    Shuffles the training split by default (seeded by ``cfg.seed``); batch size
+    ``cfg.train.batch_size`` unless given; ``cfg.data.workers`` worker processes.
+    """
+    ds = CloudDataset(cfg, split)
+    if len(ds) == 0:
+        raise DataError(f"{cfg.data.dataset} {split}: no samples left after data.classes / max_{split} selection")
+    shuffle = (split == "train") if shuffle is None else shuffle
+    gen = torch.Generator().manual_seed(int(cfg.seed))
+    return DataLoader(ds, batch_size=batch_size or cfg.train.batch_size, shuffle=shuffle, collate_fn=collate,
+                      num_workers=cfg.data.workers, generator=gen, persistent_workers=cfg.data.workers > 0)
+
+
+def dataset_info(cfg: ExperimentConfig) -> DatasetInfo:
+    """Dimensions, classes and sizes of the configured dataset (after selection), and the train file's sha256."""
+    train, test = open_split(cfg, "train"), open_split(cfg, "test")
+    rows_tr, names, _ = _rows(cfg, train, "train")
+    rows_te, _, _ = _rows(cfg, test, "test")
+    return DatasetInfo(in_dim=train.dim, num_classes=len(names), class_names=names, n_train=len(rows_tr),
+                       n_test=len(rows_te), sha256=str(train.meta.get("sha256", "")))
+
+
+def processed_paths(cfg: ExperimentConfig) -> list[Path]:
+    """The npz files a run with ``cfg`` reads."""
+    return [split_path(cfg.data.root, cfg.data.dataset, s).with_suffix(".npz") for s in SPLITS]
