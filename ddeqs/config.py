@@ -78,7 +78,22 @@ class ModelConfig(_Strict):
     pt_channels: list[int] = Field([32, 64, 128, 256, 512], description="Point Transformer: stage widths")
     pt_strides: list[int] = Field([1, 4, 4, 4, 4], description="Point Transformer: stage strides")
     pcn_points: int | None = Field(None, ge=1, description="PCN output points (default 256 in 2-D, 768 in 3-D)")
-    pcn_grid: int = Field(1, ge=1, description="PCN folding grid size")
+    pcn_grid: int = Field(
+        1, ge=1, description="PCN folding grid size: each coarse point becomes pcn_grid**2 output points (1: one each)"
+    )
+
+    @model_validator(mode="after")
+    def _baseline_shapes(self) -> "ModelConfig":
+        if not self.pt_channels or len(self.pt_channels) != len(self.pt_strides):
+            raise ValueError(
+                f"model.pt_channels {self.pt_channels} and model.pt_strides {self.pt_strides} must be "
+                "non-empty lists of the same length (one entry per stage)"
+            )
+        if min(self.pt_channels) < 1 or min(self.pt_strides) < 1:
+            raise ValueError("model.pt_channels and model.pt_strides must be positive integers")
+        if self.pcn_points is not None and self.pcn_points % (self.pcn_grid**2) != 0:
+            raise ValueError(f"model.pcn_points={self.pcn_points} must be a multiple of model.pcn_grid**2={self.pcn_grid**2}")
+        return self
 
 
 class SolverConfig(_Strict):
@@ -115,6 +130,9 @@ class TrainConfig(_Strict):
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch default)")
     diagnostics_every: int = Field(0, ge=0, description="log App. D.1 diagnostics every N steps (0: off)")
     save_embeddings: int = Field(4, ge=0, description="test batches whose Z*, F(Z*) and pooled embeddings are saved")
+    eval_every: int = Field(
+        0, ge=0, description="also evaluate on the test split every N epochs (history.json test_*; 0: only at the end)"
+    )
     quiet: bool = Field(False, description="no progress bars (pipelines)")
 
     @field_validator("milestones")
