@@ -1,0 +1,299 @@
+"""MLflow tracking for training and evaluation runs; never the source of truth, never fatal.
+
+* Store: ``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///results/mlflow/mlflow.db``
+  (MLflow 3 refuses the old ``./mlruns`` file store). For SQLite stores the folder is created and
+  new experiments put their artifacts in ``artifacts/`` next to the database file.
+* Experiment: ``tracking.experiment``, else one per task family (``ddeqs-classification``,
+  ``ddeqs-completion``).
+* Ablation grids: ``tracking.parent_run`` names a parent run, found by its tag
+  ``ddeqs.parent_name`` (or created) in the same experiment; the run is nested under it.
+* Tags: ``ddeqs.dataset_sha256``, ``mlflow.source.git.commit`` (inside a git checkout),
+  ``ddeqs.rule`` (``tracking.rule``), task/model/dataset/run name.
+
+Every call goes through :meth:`Tracker._safe`: if the server is unreachable or MLflow raises,
+one warning is printed, tracking switches off and training goes on (the run folder always gets
+its files). MLflow is imported lazily: it takes seconds to import.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable
+from urllib.parse import urlparse
+
+__all__ = ["DEFAULT_URI", "NullTracker", "Tracker", "experiment_name", "git_commit", "open_tracker", "resolve_uri"]
+
+DEFAULT_URI = "sqlite:///results/mlflow/mlflow.db"
+PARENT_TAG = "ddeqs.parent_name"
+_PARAM_MAX = 6000  # MLflow 3 limit on a param value's length
+_BATCH_PARAMS = 100
+_BATCH_METRICS = 1000
+
+
+def resolve_uri(uri: str | None = None) -> str:
+    """``uri`` if given, else ``$MLFLOW_TRACKING_URI``, else :data:`DEFAULT_URI`."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///relative`` or ``sqlite:////absolute`` URI (else None)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    rest = uri[len("sqlite:///"):]
+    return Path(rest.split("?", 1)[0])
+
+
+def experiment_name(task: str, explicit: str | None = None) -> str:
+    """``explicit`` or ``ddeqs-<task>`` (one experiment per task family)."""
+    return explicit or f"ddeqs-{task}"
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """HEAD commit of the git checkout around ``cwd`` (None outside git or without git)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and len(sha) == 40 else None
+
+
+def _warn(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class NullTracker:
+    """Tracking switched off (``tracking.enabled=false``): every method is a no-op."""
+
+    active = False
+    run_id: str | None = None
+    experiment_id: str | None = None
+    uri: str | None = None
+
+    def log_params(self, params: dict[str, Any]) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+    def log_metric_series(self, key: str, values: Iterable[tuple[int, float]]) -> None: ...
+    def log_steps(self, items: Iterable[tuple[str, float, int]]) -> None: ...
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
+    def set_tags(self, tags: dict[str, Any]) -> None: ...
+    def end(self, status: str = "FINISHED") -> None: ...
+
+
+class Tracker(NullTracker):
+    """One MLflow run (new, or an existing one reopened by id). All errors are caught: see module doc."""
+
+    def __init__(self, uri: str | None = None, warn: Callable[[str], None] = _warn) -> None:
+        self.uri = resolve_uri(uri)
+        self._warn_fn = warn
+        self.active = True
+        self.client: Any = None
+        self.run_id = None
+        self.experiment_id = None
+
+    # ------------------------------------------------------------------ safety net
+    def _safe(self, what: str, fn: Callable[[], Any]) -> Any:
+        if not self.active:
+            return None
+        try:
+            return fn()
+        except Exception as err:  # MLflow raises many types (connection, REST, SQL): all non-fatal
+            self.active = False
+            msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            self._warn_fn(
+                f"ddeqs: warning: MLflow tracking at {self.uri} failed while {what} ({type(err).__name__}: {msg[:300]}); "
+                "tracking is off for this run, metrics still go to the run folder"
+            )
+            return None
+
+    # ------------------------------------------------------------------ setup
+    def _connect(self) -> Any:
+        scheme = urlparse(self.uri).scheme
+        if scheme in ("http", "https"):  # fail fast on an unreachable server unless the user chose otherwise
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+        db = sqlite_path(self.uri)
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        from mlflow.tracking import MlflowClient
+
+        for name in ("alembic", "mlflow"):  # schema migrations and store notes are noise in training logs
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+        self.client = MlflowClient(tracking_uri=self.uri)
+        return self.client
+
+    def _artifact_location(self) -> str | None:
+        db = sqlite_path(self.uri)
+        return (db.parent.resolve() / "artifacts").as_uri() if db is not None else None
+
+    def _experiment(self, name: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                self.client.restore_experiment(exp.experiment_id)
+            return exp.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=self._artifact_location())
+        except Exception:  # created meanwhile by a concurrent job
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def _parent(self, experiment_id: str, name: str) -> str:
+        """Run id of the parent run tagged ``ddeqs.parent_name = name`` (created if missing)."""
+        flt = f"tags.`{PARENT_TAG}` = '{name}'"
+        found = self.client.search_runs([experiment_id], filter_string=flt, order_by=["attributes.start_time ASC"])
+        if found:
+            return found[0].info.run_id
+        run = self.client.create_run(experiment_id, run_name=name, tags={PARENT_TAG: name, "ddeqs.kind": "grid"})
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+        # two jobs of one grid may create the parent at once: keep the oldest, delete ours if it lost
+        found = self.client.search_runs([experiment_id], filter_string=flt, order_by=["attributes.start_time ASC"])
+        if found and found[0].info.run_id != run.info.run_id:
+            self.client.delete_run(run.info.run_id)
+            return found[0].info.run_id
+        return run.info.run_id
+
+    def start(
+        self, experiment: str, run_name: str, tags: dict[str, Any] | None = None, parent: str | None = None,
+        run_id: str | None = None,
+    ) -> "Tracker":
+        """Open run ``run_id`` if it exists in this store, else create ``run_name`` in ``experiment``."""
+
+        def go() -> None:
+            self._connect()
+            if run_id:
+                try:
+                    run = self.client.get_run(run_id)
+                    self.run_id, self.experiment_id = run.info.run_id, run.info.experiment_id
+                    self.client.update_run(self.run_id, status="RUNNING")
+                    return
+                except Exception:  # not in this store (moved, other URI): start a new run
+                    pass
+            self.experiment_id = self._experiment(experiment)
+            all_tags = {k: str(v) for k, v in (tags or {}).items() if v is not None}
+            if parent:
+                all_tags["mlflow.parentRunId"] = self._parent(self.experiment_id, parent)
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+            self.run_id = run.info.run_id
+
+        def go_retrying() -> None:
+            # SQLite: concurrent jobs of one pipeline may find the database locked or half-created
+            # (schema migration by another job); retry a few times before giving up
+            attempts = 4 if sqlite_path(self.uri) is not None else 1
+            for i in range(attempts):
+                try:
+                    return go()
+                except Exception:
+                    if i == attempts - 1:
+                        raise
+                    import time
+
+                    time.sleep(1.0 + i)
+
+        self._safe("starting the run", go_retrying)
+        if self.run_id is None:
+            self.active = False
+        return self
+
+    # ------------------------------------------------------------------ logging
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        def go() -> None:
+            for k, v in tags.items():
+                if v is not None:
+                    self.client.set_tag(self.run_id, k, str(v))
+
+        self._safe("setting tags", go)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from_items = [(k, ("null" if v is None else str(v))[:_PARAM_MAX]) for k, v in params.items()]
+
+        def go() -> None:
+            from mlflow.entities import Param
+
+            for i in range(0, len(from_items), _BATCH_PARAMS):
+                chunk = [Param(k, v) for k, v in from_items[i : i + _BATCH_PARAMS]]
+                self.client.log_batch(self.run_id, params=chunk)
+
+        self._safe("logging params", go)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Log finite numeric ``metrics`` at ``step`` (non-numbers and NaN are skipped)."""
+        items = [(k, float(v), step or 0) for k, v in metrics.items() if _finite(v)]
+        self._log(items, "logging metrics")
+
+    def log_metric_series(self, key: str, values: Iterable[tuple[int, float]]) -> None:
+        """Log ``(step, value)`` pairs of one metric (e.g. an inner-solver trace)."""
+        self._log([(key, float(v), int(s)) for s, v in values if _finite(v)], f"logging {key}")
+
+    def log_steps(self, items: Iterable[tuple[str, float, int]]) -> None:
+        """Log ``(key, value, step)`` triples in batches (per-step training metrics, diagnostics)."""
+        self._log([(k, float(v), int(s)) for k, v, s in items if _finite(v)], "logging step metrics")
+
+    def _log(self, items: list[tuple[str, float, int]], what: str) -> None:
+        if not items:
+            return
+
+        def go() -> None:
+            import time
+
+            from mlflow.entities import Metric
+
+            ts = int(time.time() * 1000)
+            for i in range(0, len(items), _BATCH_METRICS):
+                chunk = [Metric(k, v, ts, s) for k, v, s in items[i : i + _BATCH_METRICS]]
+                self.client.log_batch(self.run_id, metrics=chunk)
+
+        self._safe(what, go)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if Path(path).is_file():
+            self._safe(f"uploading {Path(path).name}", lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
+
+    def end(self, status: str = "FINISHED") -> None:
+        self._safe("closing the run", lambda: self.client.set_terminated(self.run_id, status))
+        self.active = False
+
+
+def _finite(v: Any) -> bool:
+    import math
+
+    try:
+        return not isinstance(v, bool) and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def open_tracker(
+    cfg: Any, run_name: str, tags: dict[str, Any] | None = None, run_id: str | None = None,
+    warn: Callable[[str], None] = _warn,
+) -> NullTracker:
+    """A started :class:`Tracker` for ``cfg`` (an ExperimentConfig), or a :class:`NullTracker`.
+
+    Tags ``ddeqs.rule`` (``tracking.rule``), ``mlflow.source.git.commit`` and task/model/dataset are
+    added to ``tags``. ``run_id``: reopen that run (resume, evaluate) when it exists in the store.
+    """
+    if not cfg.tracking.enabled:
+        return NullTracker()
+    all_tags = {
+        "ddeqs.run_name": run_name,
+        "ddeqs.task": cfg.task,
+        "ddeqs.model": cfg.model.name,
+        "ddeqs.dataset": cfg.data.dataset,
+        "ddeqs.rule": cfg.tracking.rule,
+        "mlflow.source.git.commit": git_commit(),
+        "mlflow.source.type": "LOCAL",
+    }
+    all_tags.update(tags or {})
+    tracker = Tracker(cfg.tracking.uri, warn=warn)
+    return tracker.start(
+        experiment_name(cfg.task, cfg.tracking.experiment), run_name, all_tags, parent=cfg.tracking.parent_run,
+        run_id=run_id,
+    )

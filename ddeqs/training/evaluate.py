@@ -1,0 +1,262 @@
+"""Evaluation of a model on a split: test metrics with standard errors, embeddings and samples.
+
+Classification: ``accuracy`` (fraction) and ``cross_entropy``. Completion: ``mmd2`` (Riesz MMD²,
+whole output cloud vs full target), ``w2_free``/``w2_full`` (exact W2), ``ot_free``/``ot_full``
+(exact OT cost, Euclidean ground cost) and ``chamfer`` (whole output cloud vs target). ``free``:
+only the particles the model generated (``ModelOutput.free_mask``; PCN: all of them) vs the
+target; ``full``: the whole output cloud vs the target. Every metric comes with ``<name>_se``
+(standard error over test samples) and ``n``.
+
+Evaluation is seeded (Z0 and free-particle draws) inside a forked RNG, so training's final
+evaluation and a later ``ddeqs evaluate`` of the saved model give the same numbers (CPU) and the
+training RNG is not disturbed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ddeqs.batch import CloudBatch
+from ddeqs.config import ExperimentConfig
+from ddeqs.metrics import chamfer, mean_and_se, ot_distance, w2
+from ddeqs.mmd import riesz_mmd2
+from ddeqs.training.losses import per_sample_loss
+from ddeqs.training.seeding import derive_seed
+
+__all__ = ["EvalResult", "N_SAMPLES", "evaluate_model", "evaluate_run", "load_run_model", "summarize", "write_eval_artifacts"]
+
+N_SAMPLES = 16  # completion samples saved for Figures 1, 4, 5, 15
+
+
+@dataclass
+class EvalResult:
+    """``metrics``: the metrics.json block; ``embeddings``/``samples``: arrays for the npz files (or None)."""
+
+    metrics: dict[str, float]
+    per_sample: dict[str, np.ndarray] = field(default_factory=dict)
+    embeddings: dict[str, np.ndarray] | None = None
+    samples: dict[str, np.ndarray] | None = None
+
+
+def summarize(per_sample: dict[str, np.ndarray]) -> dict[str, float]:
+    """``{name: mean, name_se: se, ..., n}`` from per-sample values."""
+    out: dict[str, float] = {}
+    n = 0
+    for name, v in per_sample.items():
+        out[name], out[f"{name}_se"] = mean_and_se(v)
+        n = len(v)
+    out["n"] = n
+    return out
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bf16/fp16 autocast on CUDA when ``enabled`` (train.amp), else a no-op."""
+    if enabled and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def _cat_padded(chunks: list[np.ndarray], fill: Any = 0) -> np.ndarray:
+    """Concatenate ``(b_i, n_i, ...)`` arrays along 0, padding axis 1 to the largest ``n_i``."""
+    if chunks[0].ndim < 2:
+        return np.concatenate(chunks, 0)
+    n = max(c.shape[1] for c in chunks)
+    out = []
+    for c in chunks:
+        pad = [(0, 0)] * c.ndim
+        pad[1] = (0, n - c.shape[1])
+        out.append(np.pad(c, pad, constant_values=fill))
+    return np.concatenate(out, 0)
+
+
+def _np(t: torch.Tensor | None) -> np.ndarray | None:
+    if t is None:
+        return None
+    t = t.detach().cpu()
+    return (t.float() if t.is_floating_point() else t).numpy()
+
+
+def _completion_values(out: Any, batch: CloudBatch) -> dict[str, np.ndarray]:
+    pts = out.points.float()
+    full = out.mask if out.mask is not None else torch.ones(pts.shape[:2], dtype=torch.bool, device=pts.device)
+    free = full if out.free_mask is None else (out.free_mask & full)
+    tgt, tmask = batch.target.float(), batch.target_mask
+    return {
+        "mmd2": _np(riesz_mmd2(pts, full, tgt, tmask)),
+        "w2_free": w2(pts, free, tgt, tmask).numpy(),
+        "w2_full": w2(pts, full, tgt, tmask).numpy(),
+        "ot_free": ot_distance(pts, free, tgt, tmask).numpy(),
+        "ot_full": ot_distance(pts, full, tgt, tmask).numpy(),
+        "chamfer": _np(chamfer(pts, full, tgt, tmask)),
+    }
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: nn.Module,
+    loader: Iterable[CloudBatch],
+    cfg: ExperimentConfig,
+    device: torch.device,
+    *,
+    embeddings_batches: int = 0,
+    n_samples: int = 0,
+    quiet: bool = True,
+    desc: str = "evaluate",
+) -> EvalResult:
+    """Evaluate ``model`` (put in eval mode, restored afterwards) on every batch of ``loader``.
+
+    ``embeddings_batches``: keep Z*, F(Z*), z_mask, pooled embedding and labels of that many first
+    batches (classification DDEQ). ``n_samples``: keep the first that many completion samples
+    (inputs, outputs, free_mask, targets, labels, index).
+    """
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval()
+    values: dict[str, list[np.ndarray]] = {}
+    emb: dict[str, list[np.ndarray]] = {}
+    smp: dict[str, list[np.ndarray]] = {}
+    kept = 0
+    devices = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(derive_seed(cfg.seed, 2))
+            for bi, batch in enumerate(tqdm(loader, desc=desc, leave=False, disable=quiet, dynamic_ncols=True)):
+                batch = batch.to(device)
+                with autocast(device, cfg.train.amp):
+                    out = model(batch.points, batch.mask)
+                if cfg.task == "classification":
+                    logits = out.logits.float()
+                    vals = {
+                        "accuracy": _np((logits.argmax(-1) == batch.labels.long()).double()),
+                        "cross_entropy": _np(per_sample_loss(cfg, out, batch)),
+                    }
+                    if bi < embeddings_batches and out.z_star is not None:
+                        for k, v in (("z_star", out.z_star), ("fz_star", out.fz_star), ("z_mask", out.z_mask),
+                                     ("pooled", out.embedding), ("labels", batch.labels)):
+                            emb.setdefault(k, []).append(_np(v))
+                else:
+                    vals = _completion_values(out, batch)
+                    if kept < n_samples:
+                        take = min(n_samples - kept, len(batch))
+                        free = out.free_mask if out.free_mask is not None else out.mask
+                        index = batch.index if batch.index is not None else torch.arange(kept, kept + len(batch))
+                        labels = batch.labels if batch.labels is not None else torch.full((len(batch),), -1)
+                        for k, v in (("inputs", batch.points), ("input_mask", batch.mask), ("outputs", out.points),
+                                     ("output_mask", out.mask), ("free_mask", free), ("targets", batch.target),
+                                     ("target_mask", batch.target_mask), ("labels", labels), ("index", index)):
+                            smp.setdefault(k, []).append(_np(v[:take]))
+                        kept += take
+                for k, v in vals.items():
+                    values.setdefault(k, []).append(np.asarray(v, dtype=np.float64).reshape(-1))
+    finally:
+        model.train(was_training)
+    if not values:
+        from ddeqs.errors import DataError
+
+        raise DataError("evaluation split is empty: no batch came from the data loader (check data.max_test)")
+    per_sample = {k: np.concatenate(v) for k, v in values.items()}
+    return EvalResult(
+        metrics=summarize(per_sample),
+        per_sample=per_sample,
+        embeddings={k: _cat_padded(v) for k, v in emb.items()} or None,
+        samples={k: _cat_padded(v) for k, v in smp.items()} or None,
+    )
+
+
+def write_eval_artifacts(out_dir: str | Path, result: EvalResult) -> list[Path]:
+    """``embeddings.npz`` / ``samples.npz`` in ``out_dir`` (atomic) for whatever ``result`` holds."""
+    from ddeqs.training.runfolder import write_npz
+
+    written = []
+    if result.embeddings:
+        written.append(write_npz(Path(out_dir) / "embeddings.npz", **result.embeddings))
+    if result.samples:
+        written.append(write_npz(Path(out_dir) / "samples.npz", **result.samples))
+    return written
+
+
+def load_run_model(run_dir: str | Path, source: Any = None, device: str | None = None) -> tuple[ExperimentConfig, nn.Module, Any, torch.device]:
+    """``(cfg, model, source, device)`` from a run folder's ``config.yaml`` and ``model.pt``."""
+    from ddeqs.config import load_config
+    from ddeqs.errors import DataError
+    from ddeqs.models import build_model
+    from ddeqs.training.seeding import configure_torch, resolve_device
+    from ddeqs.training.source import default_source
+
+    run_dir = Path(run_dir)
+    for name in ("config.yaml", "model.pt"):
+        if not (run_dir / name).is_file():
+            raise DataError(f"{run_dir / name} not found: is {run_dir} a finished run folder? Run 'ddeqs train' first")
+    cfg = load_config(run_dir / "config.yaml")
+    configure_torch(cfg)
+    dev = resolve_device(device or cfg.train.device)
+    source = source or default_source(cfg)
+    model = build_model(cfg, source.info.in_dim, source.info.num_classes)
+    try:
+        state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as err:
+        raise DataError(
+            f"{run_dir / 'model.pt'} does not fit the model of {run_dir / 'config.yaml'} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}); retrain with 'ddeqs train'"
+        ) from None
+    return cfg, model.to(dev), source, dev
+
+
+def evaluate_run(
+    run_dir: str | Path, split: str = "test", *, source: Any = None, device: str | None = None,
+    quiet: bool = True, track: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a finished run folder on ``split`` and write ``metrics.json[split]`` (other keys kept).
+
+    The test split also rewrites ``embeddings.npz`` / ``samples.npz``. Logs ``<split>_*`` metrics to the
+    run's MLflow run (``mlflow_run_id``) or, when that run is not in the store, to a new run. Returns the
+    updated metrics.json content.
+    """
+    from ddeqs.training.runfolder import read_json, write_json
+
+    run_dir = Path(run_dir)
+    cfg, model, source, dev = load_run_model(run_dir, source, device)
+    loader = source.loader(split, shuffle=False, batch_size=cfg.train.batch_size)
+    is_test = split == "test"
+    result = evaluate_model(
+        model, loader, cfg, dev,
+        embeddings_batches=cfg.train.save_embeddings if (is_test and cfg.model.name == "ddeq" and cfg.task == "classification") else 0,
+        n_samples=N_SAMPLES if (is_test and cfg.task == "completion") else 0, quiet=quiet, desc=split,
+    )
+    path = run_dir / "metrics.json"
+    metrics = read_json(path) if path.is_file() else {
+        "name": cfg.tracking.run_name or run_dir.resolve().name, "task": cfg.task, "model": cfg.model.name,
+        "dataset": cfg.data.dataset, "config_flat": cfg.flat(), "mlflow_run_id": None,
+    }
+    block = dict(metrics.get(split) or {})
+    block.update(result.metrics)
+    metrics[split] = block
+    written = write_eval_artifacts(run_dir, result) if is_test else []
+    if track:
+        from ddeqs.tracking import open_tracker
+
+        name = metrics.get("name") or run_dir.resolve().name
+        cfg_t = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"rule": cfg.tracking.rule or "evaluate"})})
+        tracker = open_tracker(cfg_t, name, tags={"ddeqs.dataset_sha256": metrics.get("dataset_sha256")},
+                               run_id=metrics.get("mlflow_run_id"))
+        if tracker.run_id and tracker.run_id != metrics.get("mlflow_run_id"):
+            tracker.log_params(cfg.flat())
+            metrics["mlflow_run_id"], metrics["mlflow_experiment_id"] = tracker.run_id, tracker.experiment_id
+        tracker.log_metrics({f"{split}_{k}": v for k, v in result.metrics.items()}, step=int(metrics.get("epochs") or 0))
+        write_json(path, metrics)
+        for p in [path, *written]:
+            tracker.log_artifact(p)
+        tracker.end("FINISHED")
+    else:
+        write_json(path, metrics)
+    return metrics

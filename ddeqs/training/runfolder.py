@@ -1,0 +1,96 @@
+"""Run-folder files (``results/runs/<run>/``), written atomically.
+
+Every final output is first written to a temporary file in the same folder and then moved
+into place with :func:`os.replace`, so a killed process never leaves a half-written
+``metrics.json`` or ``model.pt`` that a pipeline would take for finished.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["atomic_write", "read_json", "to_jsonable", "write_json", "write_npz", "write_torch", "write_text"]
+
+WORK_DIR = ".work"  # undeclared pipeline output: survives Snakemake deleting outputs
+
+
+def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool = True) -> Path:
+    """Call ``write(fileobj)`` on a temporary file next to ``path`` and ``os.replace`` it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
+        with os.fdopen(fd, "wb" if binary else "w") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Numpy/torch scalars and arrays to plain Python; non-finite floats to None (valid JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if hasattr(obj, "detach"):  # torch tensor
+        obj = obj.detach().cpu().numpy()
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    text = json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n"
+    return atomic_write(path, lambda fh: fh.write(text), binary=False)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda fh: fh.write(text), binary=False)
+
+
+def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return atomic_write(path, lambda fh: fh.write(buf.getvalue()))
+
+
+def write_torch(path: str | Path, obj: Any) -> Path:
+    import torch
+
+    return atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def read_json(path: str | Path) -> Any:
+    from ddeqs.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} not found; run 'ddeqs train' for this run folder first")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path} is not valid JSON ({err}); delete it and re-run 'ddeqs train'") from None

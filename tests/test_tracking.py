@@ -1,0 +1,155 @@
+"""MLflow tracking: what a training logs, nesting under grid parents, the REST view of a server,
+and training going on (one warning) when the tracking server is unreachable."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ddeqs.tracking import DEFAULT_URI, NullTracker, experiment_name, open_tracker, resolve_uri
+from ddeqs.training import train_run
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_training import digits_root, make_source, tiny_cfg  # noqa: E402,F401  (stand-in data, digits fixture)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_uri_and_experiment_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_uri() == DEFAULT_URI == "sqlite:///results/mlflow/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    assert resolve_uri() == "sqlite:///elsewhere.db"
+    assert resolve_uri("http://host:5000") == "http://host:5000"
+    assert experiment_name("classification") == "ddeqs-classification"
+    assert experiment_name("completion", "mine") == "mine"
+    cfg = tiny_cfg("classification", "ddeq", tracking=False)
+    assert isinstance(open_tracker(cfg, "x"), NullTracker) and not open_tracker(cfg, "x").active
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_training_logs_params_metrics_model_and_server_lists_the_run(tmp_path: Path, digits_root: Path) -> None:
+    """Acceptance: a 2-epoch training on embedded digits logs to a temporary SQLite store, and an
+    ``mlflow server`` on that store lists the run through its REST API."""
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path / "store" / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    cfg = tiny_cfg("classification", "ddeq", "train.epochs=2", "train.diagnostics_every=1", f"tracking.uri={uri}",
+                   "tracking.rule=train", "data.dataset=digits", f"data.root={digits_root}", "data.max_train=48",
+                   "data.max_test=32", tracking=True)
+    m = train_run(cfg, tmp_path / "mnist-cls-ddeq", source=None)
+    run_id = m["mlflow_run_id"]
+    assert run_id and db.is_file()
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "mnist-cls-ddeq"
+    assert client.get_experiment(run.info.experiment_id).name == "ddeqs-classification"
+    assert run.data.params["solver.iters"] == "4" and run.data.params["model.name"] == "ddeq"
+    assert run.data.tags["ddeqs.dataset_sha256"] == m["dataset_sha256"] and len(m["dataset_sha256"]) == 64
+    assert run.data.tags["ddeqs.rule"] == "train" and m["test"]["n"] == 32
+    assert [h.step for h in client.get_metric_history(run_id, "train_loss")] == [1, 2]
+    assert run.data.metrics["test_accuracy"] == pytest.approx(m["test"]["accuracy"])
+    assert len(client.get_metric_history(run_id, "b10")) == 6  # diagnostics at each of 2 x 3 steps
+    assert len(client.get_metric_history(run_id, "inner_objective_trace/epoch_002")) == 4  # one per inner iteration
+    arts = {a.path for a in client.list_artifacts(run_id, "model")}
+    assert arts == {"model/model.pt", "model/config.yaml"}
+    assert (db.parent / "artifacts").is_dir()  # artifacts next to the database
+
+    port = _free_port()
+    # own session: the server's workers are stopped with it, by the group id of the process started here;
+    # no job-runner/huey consumers (MLflow 3 starts them by default)
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path, env=env, start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 90
+        while True:
+            assert server.poll() is None, "mlflow server exited"
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.time() < deadline, "mlflow server did not answer within 90 s"
+            time.sleep(0.5)
+        body = json.dumps({"experiment_ids": [run.info.experiment_id], "max_results": 10}).encode()
+        req = urllib.request.Request(f"{base}/api/2.0/mlflow/runs/search", data=body,
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            runs = json.loads(r.read())["runs"]
+        assert run_id in [r["info"]["run_id"] for r in runs]
+    finally:
+        _stop_group(server)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL, to the process group led by ``proc`` (started with start_new_session)."""
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        try:  # the leader is gone; make sure no worker of its group survives it
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        break
+
+
+@pytest.mark.slow
+def test_grid_children_nest_under_one_parent(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ids = []
+    for z in (1, 2):
+        cfg = tiny_cfg("classification", "ddeq", "train.epochs=1", f"model.z_particles={z}", f"tracking.uri={uri}",
+                       "tracking.parent_run=mnist-cls-ddeq--z_particles", f"tracking.run_name=mnist-cls-ddeq--z_particles-{z}",
+                       tracking=True)
+        ids.append(train_run(cfg, tmp_path / f"r{z}", source=make_source(n_train=16, n_test=8))["mlflow_run_id"])
+    client = MlflowClient(uri)
+    parents = {client.get_run(i).data.tags["mlflow.parentRunId"] for i in ids}
+    assert len(parents) == 1
+    parent = client.get_run(parents.pop())
+    assert parent.info.run_name == "mnist-cls-ddeq--z_particles"
+    exp = parent.info.experiment_id
+    assert len(client.search_runs([exp], "tags.`ddeqs.parent_name` = 'mnist-cls-ddeq--z_particles'")) == 1
+
+
+def test_unreachable_server_warns_once_and_training_continues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    port = _free_port()  # nothing listens there
+    cfg = tiny_cfg("classification", "ddeq", "train.epochs=2", f"tracking.uri=http://127.0.0.1:{port}", tracking=True)
+    logs: list[str] = []
+    t0 = time.time()
+    m = train_run(cfg, tmp_path / "run", source=make_source(n_train=16, n_test=8), log=logs.append)
+    assert time.time() - t0 < 60
+    warnings = [line for line in logs if "MLflow tracking" in line]
+    assert len(warnings) == 1 and f"127.0.0.1:{port}" in warnings[0] and "run folder" in warnings[0]
+    assert m["mlflow_run_id"] is None
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["n"] == 8
