@@ -1,0 +1,161 @@
+"""``ddeqs paper tables|figures|report|flow|all``: regenerate the paper's tables and figures from run folders."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", default="results/runs", help="folder of run folders (default: results/runs)")
+    p.add_argument("--config", default=None,
+                   help="pipeline YAML with keys 'profile' and 'roles' (e.g. params/smoke.yaml); flags below win")
+    p.add_argument("--profile", default=None, help="configuration that produced the runs: paper or smoke (default: paper)")
+    p.add_argument("--roles", default=None, help="role=dataset pairs, e.g. mnist=digits,modelnet=shapes "
+                                                 "(default: from the profile)")
+    p.add_argument("--strict", action="store_true", help="a missing run is an error instead of a NaN cell / skipped figure")
+
+
+def _tables_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tables-out", "--out", dest="tables_out", default="results/tables", help="output folder for tables")
+    p.add_argument("--summary", default="results/summary.json", help="flat metrics JSON for 'dvc metrics show'")
+    p.add_argument("--only-tables", dest="only_tables", default=None, help="comma-separated subset, e.g. table1,table6")
+
+
+def _figures_args(p: argparse.ArgumentParser, out_flag: bool = True) -> None:
+    names = ["--figures-out", "--out"] if out_flag else ["--figures-out"]
+    p.add_argument(*names, dest="figures_out", default="results/figures", help="output folder for figures")
+    p.add_argument("--only", default=None, help="comma-separated subset, e.g. fig04,fig16")
+    p.add_argument("--flow-particles", type=int, default=100, help="particles of the Figure 16/17 flow")
+    p.add_argument("--flow-iters", type=int, default=2000, help="iterations of the Figure 16/17 flow (paper: 2000)")
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--report", default="results/README.md", help="report path")
+    p.add_argument("--mlflow-ui", default=None, help="MLflow UI address for run links, e.g. http://127.0.0.1:5000")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("paper", help="regenerate the paper's tables, figures and results/README.md",
+                                   description=__doc__)
+    sub = parser.add_subparsers(dest="paper_command", metavar="WHAT", required=True)
+    p = sub.add_parser("tables", help="Tables 1-6 and App. D.5 as CSV, Markdown, LaTeX + results/summary.json")
+    _common(p)
+    _tables_args(p)
+    p.set_defaults(func=_tables)
+    p = sub.add_parser("figures", help="Figures 1, 4, 5, 7-17 as PNG and PDF")
+    _common(p)
+    _figures_args(p)
+    p.set_defaults(func=_figures)
+    p = sub.add_parser("report", help="results/README.md: every table and figure next to the paper's values")
+    _common(p)
+    p.add_argument("--tables-out", dest="tables_out", default="results/tables")
+    p.add_argument("--figures-out", dest="figures_out", default="results/figures")
+    p.add_argument("--summary", default="results/summary.json")
+    _report_args(p)
+    p.set_defaults(func=_report)
+    p = sub.add_parser("all", help="tables, figures and report in one go")
+    _common(p)
+    _tables_args(p)
+    _figures_args(p, out_flag=False)
+    _report_args(p)
+    p.set_defaults(func=_all)
+    p = sub.add_parser("flow", help="App. D.9 MMD flow with a rotation target (Figures 16, 17), no training")
+    add_flow_args(p)
+    p.set_defaults(func=flow_handler)
+
+
+def add_flow_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--order", type=int, default=5, help="rotation by 2π/ORDER (paper: 5 and 8)")
+    p.add_argument("--particles", type=int, default=100)
+    p.add_argument("--iters", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="results/flow", help="folder for flow-<order>.npz/.png/.pdf")
+
+
+def flow_handler(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    from ddeqs.paper.figures.flowfig import flow_figure
+    from ddeqs.paper.figures.style import RC, save
+    from ddeqs.paper.flow import invariance_ratio, rotation_flow, save_flow
+
+    snaps = tuple(s for s in (0, 10, 50, 200, 1000, 2000) if s < args.iters) + (args.iters,)
+    res = rotation_flow(args.order, n_particles=args.particles, iters=args.iters, seed=args.seed, snapshots=snaps)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_flow(res, str(out / f"flow-{args.order}.npz"))
+    with plt.rc_context(RC):
+        paths = save(flow_figure(res), out, f"flow-{args.order}")
+    print(f"MMD²(Z, T#Z): {res.mmd2[0]:.4g} -> {res.mmd2[-1]:.3g} (ratio {invariance_ratio(res):.2e}); "
+          f"wrote {out / f'flow-{args.order}.npz'}, {', '.join(map(str, paths))}")
+    return 0
+
+
+def _setup(args: argparse.Namespace):
+    from ddeqs.paper.runs import RunStore, make_context
+
+    ctx = make_context(args.profile, args.roles, args.config)
+    return RunStore(args.runs, strict=args.strict), ctx
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+
+def _do_tables(store, ctx, args):
+    from ddeqs.paper.tables import build_tables, write_tables
+
+    tables = build_tables(store, ctx, _split(getattr(args, "only_tables", None)))
+    write_tables(tables, args.tables_out, ctx, summary_path=args.summary)
+    n_cells = sum(len(t.cells) for t in tables)
+    n_missing = sum(c.is_missing for t in tables for c in t.cells)
+    print(f"wrote {len(tables)} tables ({n_cells - n_missing}/{n_cells} cells reproduced) to {args.tables_out}, "
+          f"summary {args.summary}")
+    if n_missing:
+        print(f"missing runs: {', '.join(dict.fromkeys(m for t in tables for m in t.missing_runs))}")
+    return tables
+
+
+def _do_figures(store, ctx, args):
+    from ddeqs.paper.figures import FlowOptions, make_figures
+
+    rep = make_figures(store, ctx, args.figures_out, _split(args.only),
+                       FlowOptions(args.flow_particles, args.flow_iters), strict=args.strict)
+    print(f"wrote {len(rep.written)} figures to {args.figures_out}")
+    for name, why in rep.skipped.items():
+        print(f"skipped {name}: {why}")
+    return rep
+
+
+def _tables(args: argparse.Namespace) -> int:
+    store, ctx = _setup(args)
+    _do_tables(store, ctx, args)
+    return 0
+
+
+def _figures(args: argparse.Namespace) -> int:
+    store, ctx = _setup(args)
+    _do_figures(store, ctx, args)
+    return 0
+
+
+def _report(args: argparse.Namespace, tables=None, figures=None, store=None, ctx=None) -> int:
+    from ddeqs.paper.report import build_report
+    from ddeqs.paper.tables import build_tables
+
+    if store is None:
+        store, ctx = _setup(args)
+    if tables is None:
+        tables = build_tables(store, ctx)
+    build_report(store, ctx, tables, figures, args.report, args.figures_out, args.tables_out, args.mlflow_ui)
+    print(f"wrote {args.report}")
+    return 0
+
+
+def _all(args: argparse.Namespace) -> int:
+    store, ctx = _setup(args)
+    tables = _do_tables(store, ctx, args)
+    figures = _do_figures(store, ctx, args)
+    return _report(args, tables, figures, store, ctx)

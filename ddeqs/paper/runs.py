@@ -1,0 +1,277 @@
+"""Read finished run folders (``results/runs/<run_name>/``) by the naming contract.
+
+Run names: ``<role>-<task>-<model>`` (role ``mnist``/``modelnet``, task ``cls``/``cpl``,
+model ``ddeq``/``pointnet``/``pt``/``pcn``); ablations ``<main>--<grid>-<value>``.
+Which dataset plays a role and which configuration produced the runs (``paper`` or
+``smoke``) is a :class:`PaperContext`, read from arguments or a pipeline YAML with keys
+``profile`` and ``roles``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from ddeqs.errors import DataError
+
+PROFILE_ROLES: dict[str, dict[str, str]] = {
+    "paper": {"mnist": "mnist-pc", "modelnet": "modelnet40-s"},
+    "smoke": {"mnist": "digits", "modelnet": "shapes"},
+}
+DATASET_LABELS = {
+    "mnist-pc": "MNIST-pc",
+    "modelnet40-s": "ModelNet40-s",
+    "digits": "digits (embedded)",
+    "shapes": "shapes (embedded)",
+}
+#: How the paper names each role's dataset (table headers).
+ROLE_LABELS = {"mnist": "MNIST-pc", "modelnet": "ModelNet40-s"}
+MODEL_LABELS = {"ddeq": "DDEQ", "pointnet": "PointNet", "pt": "PT", "pcn": "PCN"}
+
+
+@dataclass
+class PaperContext:
+    """Which configuration produced the runs and which dataset plays each role."""
+
+    profile: str = "paper"
+    roles: dict[str, str] = field(default_factory=lambda: dict(PROFILE_ROLES["paper"]))
+
+    def dataset(self, role: str) -> str:
+        return self.roles.get(role, PROFILE_ROLES["paper"].get(role, role))
+
+    def dataset_label(self, role: str) -> str:
+        ds = self.dataset(role)
+        return DATASET_LABELS.get(ds, ds)
+
+    def describe(self) -> str:
+        roles = ", ".join(f"{r} = {self.dataset_label(r)}" for r in sorted(self.roles))
+        return f"configuration '{self.profile}' ({roles})"
+
+
+def parse_roles(text: str) -> dict[str, str]:
+    """``'mnist=digits,modelnet=shapes'`` -> ``{'mnist': 'digits', 'modelnet': 'shapes'}``."""
+    out: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        if "=" not in item:
+            raise DataError(f"--roles item {item!r} is not role=dataset (e.g. mnist=digits,modelnet=shapes)")
+        k, v = (s.strip() for s in item.split("=", 1))
+        out[k] = v
+    return out
+
+
+def make_context(
+    profile: str | None = None, roles: str | dict[str, str] | None = None, config: str | Path | None = None
+) -> PaperContext:
+    """Build the context: a pipeline YAML (keys ``profile``, ``roles``) first, then explicit arguments win.
+
+    Without roles, the profile's default mapping is used (paper: MNIST-pc/ModelNet40-s,
+    smoke: digits/shapes).
+    """
+    cfg_profile, cfg_roles = None, None
+    if config is not None:
+        import yaml
+
+        path = Path(config)
+        if not path.is_file():
+            raise DataError(f"pipeline configuration not found: {path} (pass --config params/config.yaml or --profile)")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise DataError(f"{path} is not valid YAML: {err}") from None
+        if not isinstance(raw, dict):
+            raise DataError(f"{path}: expected a mapping with keys 'profile' and 'roles'")
+        cfg_profile = raw.get("profile")
+        cfg_roles = raw.get("roles")
+        if cfg_roles is not None and not isinstance(cfg_roles, dict):
+            raise DataError(f"{path}: 'roles' must map role -> dataset, e.g. {{mnist: mnist-pc, modelnet: modelnet40-s}}")
+    prof = profile or cfg_profile or "paper"
+    if isinstance(roles, str):
+        roles = parse_roles(roles)
+    mapping = dict(PROFILE_ROLES.get(prof, PROFILE_ROLES["paper"]))
+    mapping.update({str(k): str(v) for k, v in (cfg_roles or {}).items()})
+    mapping.update(roles or {})
+    return PaperContext(profile=str(prof), roles=mapping)
+
+
+def run_name(role: str, task: str, model: str) -> str:
+    """Main run name, e.g. ``run_name('mnist', 'cls', 'ddeq') == 'mnist-cls-ddeq'``."""
+    return f"{role}-{task}-{model}"
+
+
+def format_grid_value(value: Any) -> str:
+    """Canonical spelling of a grid value in a run name: ``True -> 'true'``, ``0.05 -> '0.05'``, ``1.0 -> '1'``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _spellings(value: Any) -> list[str]:
+    """Every spelling a pipeline may have used for a grid value (``0.2``: '0.2'; ``1.0``: '1', '1.0')."""
+    out = [format_grid_value(value)]
+    if isinstance(value, bool):
+        out += ["True" if value else "False", "1" if value else "0"]
+    elif isinstance(value, (int, float, np.integer, np.floating)):
+        f = float(value)
+        out += [str(f), repr(f), f"{f:.2f}"]
+        if f.is_integer():
+            out += [str(int(f))]
+    return list(dict.fromkeys(out))
+
+
+def ablation_name(main: str, grid: str, value: Any) -> str:
+    """Ablation run name, e.g. ``ablation_name('mnist-cpl-ddeq', 'noise', 0.05) == 'mnist-cpl-ddeq--noise-0.05'``."""
+    return f"{main}--{grid}-{format_grid_value(value)}"
+
+
+def _nan() -> float:
+    return float("nan")
+
+
+@dataclass
+class Run:
+    """One finished run folder: its ``metrics.json`` and lazily read side files."""
+
+    name: str
+    path: Path
+    metrics: dict[str, Any]
+
+    def test_metric(self, key: str) -> tuple[float, float, int | None]:
+        """``(value, standard error, n)`` of a test metric; NaN where absent."""
+        test = self.metrics.get("test") or {}
+        value = test.get(key)
+        se = test.get(f"{key}_se")
+        n = test.get("n")
+        return (
+            float(value) if value is not None else _nan(),
+            float(se) if se is not None else _nan(),
+            int(n) if n is not None else None,
+        )
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        v = self.metrics.get("seconds_per_epoch")
+        return float(v) if v is not None else _nan()
+
+    @property
+    def device(self) -> str:
+        return str(self.metrics.get("device") or "unknown device")
+
+    @property
+    def mlflow_run_id(self) -> str | None:
+        return self.metrics.get("mlflow_run_id")
+
+    @property
+    def dataset(self) -> str | None:
+        return self.metrics.get("dataset")
+
+    def json(self, filename: str) -> dict[str, Any] | None:
+        """A JSON side file (``history.json``, ``diagnostics.json``), or None when absent."""
+        p = self.path / filename
+        if not p.is_file():
+            return None
+        try:
+            return json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DataError(f"{p} is not valid JSON ({err}); re-run the training rule for {self.name}") from None
+
+    def npz(self, filename: str) -> dict[str, np.ndarray] | None:
+        """An ``.npz`` side file as a dict of arrays, or None when absent."""
+        p = self.path / filename
+        if not p.is_file():
+            return None
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError) as err:
+            raise DataError(f"{p} is not a readable .npz file ({err}); re-run the training rule for {self.name}") from None
+
+
+class RunStore:
+    """Finds runs under a folder; remembers which were used and which were missing.
+
+    A missing or unreadable run is ``None`` (and listed in :attr:`missing` /
+    :attr:`problems`) unless ``strict``, where it raises :class:`DataError`.
+    """
+
+    def __init__(self, root: str | Path, strict: bool = False) -> None:
+        self.root = Path(root)
+        self.strict = strict
+        self._cache: dict[str, Run | None] = {}
+        self.missing: list[str] = []
+        self.problems: dict[str, str] = {}
+        self.used: list[str] = []
+
+    def _load(self, name: str) -> Run | None:
+        folder = self.root / name
+        path = folder / "metrics.json"
+        if not path.is_file():
+            return None
+        try:
+            metrics = json.loads(path.read_text())
+            if not isinstance(metrics, dict):
+                raise ValueError("top level is not an object")
+        except (ValueError, UnicodeDecodeError) as err:
+            msg = f"{path} is not valid metrics JSON ({err}); re-run the training rule for {name}"
+            if self.strict:
+                raise DataError(msg) from None
+            warnings.warn(msg, stacklevel=3)
+            self.problems[name] = msg
+            return None
+        return Run(name=name, path=folder, metrics=metrics)
+
+    def peek(self, name: str) -> Run | None:
+        """Like :meth:`get` but never strict and never recorded as missing."""
+        if name not in self._cache:
+            self._cache[name] = self._load(name)
+        return self._cache[name]
+
+    def get(self, name: str) -> Run | None:
+        """The run called ``name``, or None (recorded as missing; an error when strict)."""
+        run = self.peek(name)
+        if run is None:
+            if name not in self.missing:
+                self.missing.append(name)
+            if self.strict:
+                raise DataError(
+                    f"run folder {self.root / name} has no metrics.json; train it first "
+                    f"(snakemake ... {self.root / name}/metrics.json) or drop --strict"
+                )
+        elif name not in self.used:
+            self.used.append(name)
+        return run
+
+    def ablation(self, main: str, grid: str, value: Any, fallback_main: bool = False) -> Run | None:
+        """The ablation run ``<main>--<grid>-<value>`` under any usual spelling of the value.
+
+        ``fallback_main``: when no ablation folder exists, use the main run (the grid value
+        equals the main run's setting, e.g. noise 5 %, 200 iterations).
+        """
+        for spelling in _spellings(value):
+            run = self.peek(f"{main}--{grid}-{spelling}")
+            if run is not None:
+                if run.name not in self.used:
+                    self.used.append(run.name)
+                return run
+        if fallback_main and self.peek(main) is not None:
+            return self.get(main)
+        return self.get(ablation_name(main, grid, value))
+
+    def names(self) -> list[str]:
+        """Every run folder that has a metrics.json."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.parent.name for p in self.root.glob("*/metrics.json"))
+
+
+def finite(values: Iterable[float]) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)

@@ -1,0 +1,129 @@
+"""Table builders on fixture run folders: values, paper columns, missing cells, writers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+from ddeqs.errors import DataError
+from ddeqs.paper import values as V
+from ddeqs.paper.runs import RunStore, ablation_name, make_context, parse_roles
+from ddeqs.paper.tables import build_tables, fmt_seconds, summary, write_tables
+from fixtures.paper_runs import make_runs
+
+
+@pytest.fixture()
+def runs(tmp_path):
+    return make_runs(tmp_path / "runs")
+
+
+def _tables(root, **kw):
+    ctx = make_context("smoke", "mnist=digits,modelnet=shapes")
+    return {t.name: t for t in build_tables(RunStore(root, **kw), ctx)}, ctx
+
+
+def test_table1_values_and_paper(runs):
+    t, _ = _tables(runs)
+    c = t["table1"].cell("DDEQ (776k/1.2M)", "MNIST-pc")
+    assert c.value == pytest.approx(91.0) and c.se == pytest.approx(0.91) and c.paper == 98.1
+    assert c.runs == ["mnist-cls-ddeq"] and c.unit == "%"
+    assert t["table1"].cell("PT (3.5M)", "ModelNet40-s").value == pytest.approx(72.0)
+
+
+def test_table2_uses_ablations_and_main_fallback(runs):
+    t, _ = _tables(runs)
+    tab = t["table2"]
+    assert tab.cell("W2 (DDEQ)", "5%").runs == ["mnist-cpl-ddeq"]  # main run trained with 5 % noise
+    assert tab.cell("W2 (DDEQ)", "5%").value == pytest.approx(0.3)  # w2_free of the main run
+    assert tab.cell("W2 (DDEQ)", "80%").value == pytest.approx(0.3 * 1.8)
+    assert tab.cell("W2 (PCN)", "20%").value == pytest.approx(0.2 * 2.2)  # PCN uses w2_full
+    assert tab.cell("W2 (PCN)", "0%").paper == 0.49
+
+
+def test_table3_to_6_and_d5(runs):
+    t, _ = _tables(runs)
+    t3 = t["table3"]
+    assert t3.cell("pushforward", "ModelNet40-s acc.").value == pytest.approx(69.0)
+    assert t3.cell("full architecture", "MNIST-pc cross-entr.").value == pytest.approx(0.28)
+    assert t3.cell("pushforward", "MNIST-pc-partial MMD²").value == pytest.approx(0.015)
+    assert t3.cell("full architecture", "ModelNet40-s cross-entr.").paper == 0.888
+    t4 = t["table4"]
+    assert t4.cell("Runtime (1 epoch)", "10").value == 10.0
+    assert t4.cell("Runtime (1 epoch)", "200").runs == ["mnist-cpl-ddeq"]
+    assert t4.cell("Runtime (1 epoch)", "PCN").value == 5.0 and t4.cell("Runtime (1 epoch)", "PCN").device == "cpu"
+    assert t4.cell("Runtime (1 epoch)", "1000").paper == 14 * 3600 + 53 * 60
+    assert t["table5"].cell("Runtime (1 epoch)", "40%").value == pytest.approx(80.0)
+    t6 = t["table6"]
+    assert t6.cell("OT distance", "DDEQ free particles").value == pytest.approx(3.3)
+    assert t6.cell("OT distance", "PCN").value == pytest.approx(0.6)
+    assert t6.cell("OT distance", "DDEQ full point cloud").paper == 0.154
+    d5 = t["table_d5"]
+    assert d5.cell("fixed point", "MMD² ratio").value == pytest.approx(13.0)
+    assert d5.cell("Broyden", "W2 ratio").value == pytest.approx(4.0)
+    assert d5.cell("Anderson", "MMD² ratio").paper == V.D5_RATIOS["mmd2"]
+
+
+def test_missing_runs_are_nan_and_noted(tmp_path):
+    root = make_runs(tmp_path / "runs", skip=("mnist-cls-pt", "mnist-cpl-ddeq--noise-0.8"))
+    t, ctx = _tables(root)
+    c = t["table1"].cell("PT (3.5M)", "MNIST-pc")
+    assert math.isnan(c.value) and c.missing == ["mnist-cls-pt"] and c.paper == 98.6
+    written = write_tables(list(t.values()), tmp_path / "tables", ctx, summary_path=tmp_path / "summary.json")
+    assert {p.name for p in written} >= {"table1.csv", "table1.md", "table1.tex", "table_d5.csv", "summary.json"}
+    rows = list(csv.DictReader(open(tmp_path / "tables" / "table1.csv")))
+    assert list(rows[0]) == ["table", "row", "column", "value", "se", "paper", "unit", "runs", "device"]
+    pt = next(r for r in rows if r["row"].startswith("PT") and r["column"] == "MNIST-pc")
+    assert pt["value"] == "NaN" and float(pt["paper"]) == 98.6 and pt["runs"] == "mnist-cls-pt"
+    md = (tmp_path / "tables" / "table1.md").read_text()
+    assert "— (missing)" in md and "`mnist-cls-pt`" in md and "98.6" in md and "91.0 ± 0.9" in md
+    assert "configuration 'smoke'" in md
+    assert "`mnist-cpl-ddeq--noise-0.8`" in (tmp_path / "tables" / "table2.md").read_text()
+    tex = (tmp_path / "tables" / "table1.tex").read_text()
+    assert r"\begin{tabular}" in tex and "98.6" in tex and r"\toprule" in tex
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["table1/mnist/ddeq/accuracy"] == pytest.approx(91.0)
+    assert "table1/mnist/pt/accuracy" not in s and all(math.isfinite(v) for v in s.values())
+
+
+def test_strict_raises_on_missing(tmp_path):
+    root = make_runs(tmp_path / "runs", skip=("modelnet-cpl-pcn",))
+    with pytest.raises(DataError, match="modelnet-cpl-pcn"):
+        _tables(root, strict=True)
+
+
+def test_corrupt_metrics_is_reported(tmp_path):
+    root = make_runs(tmp_path / "runs")
+    (root / "mnist-cls-pt" / "metrics.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="mnist-cls-pt"):
+        t, _ = _tables(root)
+    assert math.isnan(t["table1"].cell("PT (3.5M)", "MNIST-pc").value)
+    with pytest.raises(DataError, match="metrics.json"):
+        _tables(root, strict=True)
+
+
+def test_context_and_names(tmp_path):
+    assert parse_roles("mnist=digits, modelnet=shapes") == {"mnist": "digits", "modelnet": "shapes"}
+    with pytest.raises(DataError):
+        parse_roles("mnist")
+    cfg = tmp_path / "pipe.yaml"
+    cfg.write_text("profile: smoke\nroles: {mnist: digits}\nother: 1\n")
+    ctx = make_context(config=cfg)
+    assert ctx.profile == "smoke" and ctx.roles == {"mnist": "digits", "modelnet": "shapes"}
+    assert make_context().roles == {"mnist": "mnist-pc", "modelnet": "modelnet40-s"}
+    assert make_context(config=cfg, roles="mnist=mnist-pc").roles["mnist"] == "mnist-pc"
+    with pytest.raises(DataError, match="not found"):
+        make_context(config=tmp_path / "nope.yaml")
+    assert ablation_name("mnist-cpl-ddeq", "noise", 0.05) == "mnist-cpl-ddeq--noise-0.05"
+    assert ablation_name("mnist-cls-ddeq", "pushforward", True) == "mnist-cls-ddeq--pushforward-true"
+    assert fmt_seconds(3 * 3600 + 60) == "3h01m" and fmt_seconds(125) == "2m05s" and fmt_seconds(4.2) == "4.2 s"
+
+
+def test_alternative_value_spelling(tmp_path):
+    root = make_runs(tmp_path / "runs")
+    (root / "mnist-cpl-ddeq--noise-0.2").rename(root / "mnist-cpl-ddeq--noise-0.20")
+    t, _ = _tables(root)
+    assert t["table2"].cell("W2 (DDEQ)", "20%").runs == ["mnist-cpl-ddeq--noise-0.20"]
+    assert summary(list(t.values()))["table2/ddeq/noise-0.2/w2"] == pytest.approx(0.36)
