@@ -1,0 +1,28 @@
+# DDEQs pipeline: one DAG from downloads to every table and figure of the paper.
+#   snakemake --profile profiles/default all                                   # paper (params/config.yaml)
+#   snakemake --profile profiles/default --configfile params/smoke.yaml all    # smoke (CPU, minutes)
+# Rules call the ddeqs command line; see docs/pipeline.md.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# A --configfile replaces the paper configuration rather than being merged into it
+# (Snakemake merges nested keys, which would leak paper epochs into params/smoke.yaml).
+if not workflow.overwrite_configfiles:
+
+    configfile: "params/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/ablations.smk"
+include: "workflow/rules/paper.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        PAPER_OUTPUTS,

@@ -1,0 +1,133 @@
+# Run table of the pipeline: every training run (main runs and ablation children) as a
+# resolved ExperimentConfig dict, derived from the pipeline configuration (params/*.yaml).
+#
+# Run names follow the shared run-folder contract: main runs "<role>-<task>-<model>",
+# ablation children "<main run>--<grid>-<value>". The dataset of a role comes from
+# config["roles"]. Values are merged in this order (later wins):
+#   defaults < tasks[<task>] < models[<model>] < runs[<main run>] < grid value (+ coupled key)
+# and validated with ddeqs.config at DAG build time, so a typo fails before any job starts.
+
+import copy
+from pathlib import Path
+import re
+import sys
+
+import yaml
+
+from snakemake.utils import validate
+
+from ddeqs.config import ConfigError, from_dict
+
+TASKS = {"cls": "classification", "cpl": "completion"}
+MODELS = {"ddeq": "ddeq", "pointnet": "pointnet", "pt": "point-transformer", "pcn": "pcn"}
+RUN_RE = re.compile(r"^(?P<role>[a-z0-9]+)-(?P<task>cls|cpl)-(?P<model>ddeq|pointnet|pt|pcn)$")
+
+
+def deep_merge(base, extra):
+    """Recursive dict merge: values of `extra` win; returns a new dict."""
+    out = copy.deepcopy(base)
+    for key, value in (extra or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def set_dotted(d, key, value):
+    node = d
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def format_value(value):
+    """Grid value as it appears in a run name: true, 0.05, 1 (floats without a trailing .0)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format(value, "g")
+    return str(value)
+
+
+def main_run_config(cfg, name):
+    m = RUN_RE.match(name)
+    if not m:
+        raise ValueError(
+            f"run name {name!r} in 'runs' of the pipeline configuration is not <role>-<cls|cpl>-<ddeq|pointnet|pt|pcn>"
+        )
+    role, task, model = m.group("role", "task", "model")
+    if role not in cfg["roles"]:
+        raise ValueError(f"run {name!r}: role {role!r} is not a key of 'roles' ({', '.join(cfg['roles'])})")
+    raw = deep_merge(cfg.get("defaults", {}), cfg.get("tasks", {}).get(task, {}))
+    raw = deep_merge(raw, cfg.get("models", {}).get(model, {}))
+    raw = deep_merge(raw, cfg["runs"][name] or {})
+    raw["task"] = TASKS[task]
+    set_dotted(raw, "data.dataset", cfg["roles"][role])
+    set_dotted(raw, "model.name", MODELS[model])
+    set_dotted(raw, "tracking.run_name", name)
+    set_dotted(raw, "tracking.rule", "train")
+    return raw
+
+
+def build_runs(cfg):
+    """{run name: ExperimentConfig dict} for every main run and every ablation child."""
+    runs = {name: main_run_config(cfg, name) for name in cfg["runs"]}
+    for grid, spec in (cfg.get("grids") or {}).items():
+        for parent in spec["runs"]:
+            if parent not in runs:
+                raise ValueError(f"grid {grid!r} refers to run {parent!r}, which is not in 'runs'")
+            for value in spec["values"]:
+                child = f"{parent}--{grid}-{format_value(value)}"
+                raw = copy.deepcopy(runs[parent])
+                set_dotted(raw, spec["key"], value)
+                coupled = spec.get("coupled")
+                if coupled:  # e.g. solver.step = product / solver.iters (Table 4: step x iters constant)
+                    set_dotted(raw, coupled["key"], float(coupled["product"]) / float(value))
+                set_dotted(raw, "tracking.run_name", child)
+                set_dotted(raw, "tracking.parent_run", f"{parent}--{grid}")
+                runs[child] = raw
+    for name, raw in runs.items():  # fail at DAG build, naming the run, not inside a job
+        try:
+            runs[name] = from_dict(raw, f"run {name!r} of the pipeline configuration").model_dump(mode="json")
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+    return runs
+
+
+def dataset_files(wildcards):
+    """Prepared train/test files of the dataset a run reads."""
+    dataset = RUNS[wildcards.run]["data"]["dataset"]
+    return [f"data/processed/{dataset}/train.npz", f"data/processed/{dataset}/test.npz"]
+
+
+def metrics_of(names):
+    return expand("results/runs/{run}/metrics.json", run=names)
+
+
+def write_curve(history_json, out_csv, log_file):
+    """history.json (per-epoch dicts) -> CSV with one row per epoch and its scalar columns."""
+    import csv
+    import json
+
+    rows = json.loads(Path(history_json).read_text()).get("epochs", [])
+    keys = list(dict.fromkeys(k for r in rows for k, v in r.items() if not isinstance(v, (list, dict))))
+    with open(out_csv, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys or ["epoch"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    Path(log_file).write_text(f"{len(rows)} epochs -> {out_csv}\n")
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+RUNS = build_runs(config)
+# The ddeqs command of the Python running Snakemake: works without an activated venv.
+DDEQS = config.get("command") or f'"{sys.executable}" -m ddeqs'
+ROLES_ARG = ",".join(f"{role}={ds}" for role, ds in config["roles"].items())
+DATASETS = sorted({run["data"]["dataset"] for run in RUNS.values()})
+
+
+wildcard_constraints:
+    run="|".join(re.escape(name) for name in sorted(RUNS, key=len, reverse=True)),
+    dataset="|".join(re.escape(name) for name in DATASETS) if DATASETS else "(?!)",

@@ -1,0 +1,41 @@
+# Datasets: download (no-op for the embedded digits/shapes), then prepare (voxelize, normalize)
+# into data/processed/<dataset>/{train,test}.npz. Both ddeqs commands are idempotent.
+
+
+rule fetch:
+    output:
+        touch("data/raw/.fetched-{dataset}"),
+    log:
+        "results/logs/fetch/{dataset}.log",
+    benchmark:
+        "results/benchmarks/fetch/{dataset}.tsv"
+    conda:
+        "../../environment.yml"
+    params:
+        ddeqs=DDEQS,
+    resources:
+        downloads=1,
+    shell:
+        "{params.ddeqs} data fetch {wildcards.dataset} --raw-root data/raw > {log} 2>&1"
+
+
+rule prepare:
+    input:
+        # ancient: a re-fetch that finds everything in place must not trigger a re-voxelization
+        ancient("data/raw/.fetched-{dataset}"),
+    output:
+        multiext("data/processed/{dataset}/train", ".npz", ".json"),
+        multiext("data/processed/{dataset}/test", ".npz", ".json"),
+    log:
+        "results/logs/prepare/{dataset}.log",
+    benchmark:
+        "results/benchmarks/prepare/{dataset}.tsv"
+    conda:
+        "../../environment.yml"
+    params:
+        ddeqs=DDEQS,
+        extra=lambda w: config.get("prepare", {}).get(w.dataset, ""),
+    threads: 1
+    shell:
+        "{params.ddeqs} data prepare {wildcards.dataset} --raw-root data/raw --root data/processed"
+        " {params.extra} > {log} 2>&1"

@@ -1,0 +1,61 @@
+# Training: one job per run of the run table (common.smk), main runs and ablation children
+# alike. Each run's ExperimentConfig is written to results/params/<run>.yaml by a small local
+# rule whose `params:` is the resolved configuration, so Snakemake reruns exactly the runs
+# whose configuration changed (and what depends on them), and nothing else.
+#
+# Checkpoints live in the run folder's undeclared work folder (see docs/training.md): Snakemake
+# deletes only the declared outputs below before a rerun, so a killed or incomplete training
+# resumes from its last epoch (`rerun-incomplete: true` in the profiles).
+
+
+rule run_params:
+    output:
+        "results/params/{run}.yaml",
+    log:
+        "results/logs/params/{run}.log",
+    params:
+        text=lambda w: yaml.safe_dump(RUNS[w.run], sort_keys=False),
+    localrule: True
+    run:
+        Path(output[0]).write_text(params.text)
+        Path(log[0]).write_text(f"wrote {output[0]}\n")
+
+
+rule train:
+    input:
+        params="results/params/{run}.yaml",
+        data=dataset_files,
+    output:
+        metrics="results/runs/{run}/metrics.json",
+        history="results/runs/{run}/history.json",
+        model="results/runs/{run}/model.pt",
+        config="results/runs/{run}/config.yaml",
+    log:
+        "results/logs/train/{run}.log",
+    benchmark:
+        "results/benchmarks/train/{run}.tsv"
+    params:
+        ddeqs=DDEQS,
+        out=subpath(output.metrics, parent=True),
+    conda:
+        "../../environment.yml"
+    threads: config.get("resources", {}).get("threads", 1)
+    resources:
+        gpu=config.get("resources", {}).get("gpu", 1),
+        mem_mb=config.get("resources", {}).get("mem_mb", 8000),
+        runtime=config.get("resources", {}).get("runtime", 600),
+    shell:
+        "{params.ddeqs} train --params {input.params} --out {params.out} --quiet > {log} 2>&1"
+
+
+rule training_curve:
+    """Per-epoch history as CSV (results/plots/<run>.csv) for `dvc plots`."""
+    input:
+        "results/runs/{run}/history.json",
+    output:
+        "results/plots/{run}.csv",
+    log:
+        "results/logs/plots/{run}.log",
+    localrule: True
+    run:
+        write_curve(input[0], output[0], log[0])
