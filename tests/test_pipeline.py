@@ -97,7 +97,8 @@ def test_paper_dry_run_lists_every_job(wf: Path) -> None:
 def test_smoke_is_the_same_dag_on_embedded_data(wf: Path) -> None:
     out = snakemake(wf, "all", "-n", "--configfile", "params/smoke.yaml").stdout
     counts = job_counts(out)
-    assert counts["train"] == 24
+    # 10 main runs + grid children: z_particles 8, pushforward 3, iters 6, noise 4 x 2, input_share 5, solver 3
+    assert counts["train"] == 10 + 8 + 3 + 6 + 8 + 5 + 3
     assert "data/processed/digits/train.npz" in out and "data/processed/shapes/test.npz" in out
     assert "mnist-pc" not in out and "modelnet40-s" not in out  # nothing of the paper leaks in
     for t in TABLES:
@@ -176,7 +177,7 @@ def test_new_grid_value_schedules_only_its_jobs(wf: Path) -> None:
     assert "Nothing to be done" in snakemake(wf, *smoke, "-n").stdout
 
     text = (wf / "params/smoke.yaml").read_text()
-    (wf / "params/smoke.yaml").write_text(text.replace("values: [0, 0.2]", "values: [0, 0.5]"))
+    (wf / "params/smoke.yaml").write_text(text.replace("values: [0, 0.05, 0.2, 0.8]", "values: [0, 0.05, 0.5, 0.8]"))
     out = snakemake(wf, *smoke, "-n").stdout
     counts = job_counts(out)
     assert counts == {

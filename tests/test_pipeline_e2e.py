@@ -86,7 +86,7 @@ def test_config_changes_rerun_only_affected_jobs(smoke: SimpleNamespace) -> None
     original = path.read_text()
     try:
         raw = yaml.safe_load(original)
-        raw["grids"]["noise"]["values"] = [0, 0.5]  # 0.2 -> 0.5
+        raw["grids"]["noise"]["values"] = [0, 0.05, 0.5, 0.8]  # 0.2 -> 0.5
         path.write_text(yaml.safe_dump(raw, sort_keys=False))
         out = sh(smoke.repo, "snakemake", "all", "-n", *SMOKE).stdout
         trained = set(re.findall(r"^rule train:\n(?:\s+.*\n)*?\s+wildcards: run=(\S+)", out, re.M))
@@ -98,7 +98,7 @@ def test_config_changes_rerun_only_affected_jobs(smoke: SimpleNamespace) -> None
         path.write_text(yaml.safe_dump(raw, sort_keys=False))
         out = sh(smoke.repo, "snakemake", "all", "-n", *SMOKE).stdout
         trained = set(re.findall(r"^rule train:\n(?:\s+.*\n)*?\s+wildcards: run=(\S+)", out, re.M))
-        assert trained == {"mnist-cpl-pcn", "mnist-cpl-pcn--noise-0", "mnist-cpl-pcn--noise-0.2"}
+        assert trained == {"mnist-cpl-pcn"} | {f"mnist-cpl-pcn--noise-{v}" for v in ("0", "0.05", "0.2", "0.8")}
         assert "flow_figures" not in job_counts(out)
     finally:
         path.write_text(original)

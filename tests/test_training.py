@@ -139,6 +139,17 @@ def test_classification_ddeq_run_folder(tmp_path: Path) -> None:
     emb = np.load(out / "embeddings.npz")
     assert emb["z_star"].shape == (24, 10, 16) and emb["fz_star"].shape == (24, 10, 16)
     assert emb["z_mask"].all() and emb["pooled"].shape == (24, 16) and emb["labels"].shape == (24,)
+    # ... with the input clouds of those samples, zero-padded to the largest one (paper figures)
+    clouds, labels, _ = make_source().loader("test").items  # 24 test clouds = the 2 saved batches
+    n_max = max(len(c) for c in clouds)
+    assert emb["inputs"].shape == (24, n_max, 2) and emb["inputs"].dtype == np.float32
+    assert emb["input_mask"].shape == (24, n_max) and emb["input_mask"].dtype == bool
+    assert emb["input_mask"].sum(1).tolist() == [len(c) for c in clouds]
+    for i, c in enumerate(clouds):
+        np.testing.assert_array_equal(emb["inputs"][i, : len(c)], c)
+        assert not emb["inputs"][i, len(c):].any()
+    assert emb["labels"].tolist() == labels.tolist()
+    assert "mlflow_experiment_id" in disk and disk["mlflow_experiment_id"] is None  # tracking off
     # model.pt is a plain state dict; evaluating it again gives the very same metrics
     state = torch.load(out / "model.pt", weights_only=True)
     fresh = build_model(cfg, 2, 3)
@@ -146,6 +157,28 @@ def test_classification_ddeq_run_folder(tmp_path: Path) -> None:
     again = evaluate_run(out, "test", source=make_source(), track=False)
     assert again["test"] == t
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 5  # other keys kept
+
+
+def test_tracked_run_records_mlflow_experiment_id(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = tiny_cfg("classification", "ddeq", "train.epochs=1", "train.save_embeddings=1", f"tracking.uri={uri}",
+                   tracking=True)
+    out = tmp_path / "digits-cls-ddeq"
+    m = train_run(cfg, out, source=make_source())
+    disk = json.loads((out / "metrics.json").read_text())
+    assert disk["mlflow_run_id"] == m["mlflow_run_id"] and isinstance(disk["mlflow_run_id"], str)
+    assert isinstance(disk["mlflow_experiment_id"], str) and disk["mlflow_experiment_id"]
+    client = MlflowClient(uri)
+    assert client.get_run(disk["mlflow_run_id"]).info.experiment_id == disk["mlflow_experiment_id"]
+    assert client.get_experiment(disk["mlflow_experiment_id"]).name == "ddeqs-classification"
+    emb = np.load(out / "embeddings.npz")  # one test batch of 16 clouds with 12-19 points
+    n = emb["inputs"].shape[1]
+    assert emb["inputs"].shape == (16, n, 2) and emb["input_mask"].shape == (16, n) and 12 <= n <= 19
+    assert emb["input_mask"].any(1).all() and emb["input_mask"].sum(1).max() == n
+    logged = {a.path for a in client.list_artifacts(disk["mlflow_run_id"])}
+    assert {"metrics.json", "embeddings.npz"} <= logged
 
 
 @pytest.mark.parametrize("model", ["ddeq", "pcn"])

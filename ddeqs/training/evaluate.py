@@ -113,7 +113,8 @@ def evaluate_model(
 ) -> EvalResult:
     """Evaluate ``model`` (put in eval mode, restored afterwards) on every batch of ``loader``.
 
-    ``embeddings_batches``: keep Z*, F(Z*), z_mask, pooled embedding and labels of that many first
+    ``embeddings_batches``: keep Z*, F(Z*), z_mask, pooled embedding, labels and the input clouds
+    (``inputs`` (n, N, d) zero-padded to the largest cloud, ``input_mask`` (n, N)) of that many first
     batches (classification DDEQ). ``n_samples``: keep the first that many completion samples
     (inputs, outputs, free_mask, targets, labels, index).
     """
@@ -141,7 +142,8 @@ def evaluate_model(
                     }
                     if bi < embeddings_batches and out.z_star is not None:
                         for k, v in (("z_star", out.z_star), ("fz_star", out.fz_star), ("z_mask", out.z_mask),
-                                     ("pooled", out.embedding), ("labels", batch.labels)):
+                                     ("pooled", out.embedding), ("labels", batch.labels),
+                                     ("inputs", batch.points), ("input_mask", batch.mask)):
                             emb.setdefault(k, []).append(_np(v))
                 else:
                     vals = _completion_values(out, batch)
@@ -237,6 +239,7 @@ def evaluate_run(
     metrics = read_json(path) if path.is_file() else {
         "name": cfg.tracking.run_name or run_dir.resolve().name, "task": cfg.task, "model": cfg.model.name,
         "dataset": cfg.data.dataset, "config_flat": cfg.flat(), "mlflow_run_id": None,
+        "mlflow_experiment_id": None,
     }
     block = dict(metrics.get(split) or {})
     block.update(result.metrics)
