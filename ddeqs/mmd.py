@@ -10,7 +10,7 @@ geomloss' ``SamplesLoss("energy")`` returns half of this value.
 
 The analytic gradients are written by hand (not autograd) because the inner
 solver needs them at every step: one ``cdist`` of the concatenated clouds gives
-all three distance blocks, and the gradients are two batched matmuls, with no
+all three distance blocks, and the gradients are one batched matmul, with no
 autograd graph. Shapes: ``x`` ``(B, N, p)`` with ``x_mask`` ``(B, N)``, ``y``
 ``(B, M, p)`` with ``y_mask`` ``(B, M)``.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 _EPS = 1e-12
+_MIN_DIST = 1e-4  # distances below this are cdist rounding noise (matmul mode); see riesz_mmd2_with_grads
 
 
 def uniform_weights(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -71,17 +72,84 @@ def riesz_mmd2_with_grads(
     """
     with torch.no_grad():
         N = x.shape[1]
-        a = uniform_weights(x_mask, x.dtype)
-        b = uniform_weights(y_mask, y.dtype)
-        pts = torch.cat([x, y], dim=1)
-        pts = torch.where(torch.cat([x_mask, y_mask], 1)[..., None], pts, torch.zeros((), dtype=x.dtype, device=x.device))
-        w = torch.cat([a, -b], dim=1)  # signed weights: mu - nu
-        d = torch.cdist(pts, pts)  # the one cdist of the step, (B, N+M, N+M)
-        # ½ MMD² = -½ wᵀ D w  (with w = a ⊕ -b);  MMD² = -wᵀ D w
-        wd = torch.einsum("bi,bij->bj", w, d)
-        mmd2 = -(wd * w).sum(-1)
-        # ∂(-½ wᵀ D w)/∂p_i = -w_i Σ_j w_j (p_i - p_j)/d_ij
-        inv = torch.where(d > 0, 1.0 / d.clamp_min(_EPS), torch.zeros((), dtype=d.dtype, device=d.device))
-        kw = inv * w.unsqueeze(1)  # (B, T, T): w_j / d_ij
-        g = -w.unsqueeze(-1) * (pts * kw.sum(-1, keepdim=True) - kw @ pts)
+        real = torch.cat([x_mask, y_mask], 1)
+        pts = torch.cat([x, y], dim=1).masked_fill(~real.unsqueeze(-1), 0.0)
+        w = torch.cat([uniform_weights(x_mask, x.dtype), -uniform_weights(y_mask, y.dtype)], dim=1)
+        mmd2, g = signed_energy_with_grads(pts, w)
         return mmd2, g[:, :N], g[:, N:]
+
+
+def signed_energy_with_grads(pts: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``-wᵀ D w`` ``(B,)`` and its half-gradient w.r.t. ``pts`` ``(B, T, p)`` for signed weights ``w`` ``(B, T)``.
+
+    With ``w = a ⊕ -b`` this is ``MMD²`` between the two weighted clouds; rows with ``w = 0``
+    (padding) contribute nothing and get zero gradient. Padded rows of ``pts`` must be finite.
+    """
+    p = pts.shape[-1]
+    d = torch.cdist(pts, pts)  # the one cdist of the step, (B, T, T)
+    # MMD² = -wᵀ D w  (with w = a ⊕ -b)
+    mmd2 = -(torch.bmm(d, w.unsqueeze(-1)).squeeze(-1) * w).sum(-1)
+    # ∂(-½ wᵀ D w)/∂p_i = -w_i Σ_j w_j (p_i - p_j)/d_ij = -w_i (p_i Σ_j w_j/d_ij - Σ_j w_j p_j/d_ij).
+    # Both sums come from ONE bmm of 1/D with [w ⊙ p, w]; 1/D overwrites D in place, so a step
+    # holds a single (B, T, T) buffer. Coincident points (padding rows at the origin, the fixed
+    # rows of F(Z) = Z in completion) have p_i - p_j = 0: clamping d keeps 1/d finite there, the
+    # diagonal is zeroed explicitly (cdist's matmul mode leaves ~1e-3 on it).
+    inv = d.clamp_min_(_MIN_DIST).reciprocal_()
+    inv.diagonal(dim1=1, dim2=2).zero_()
+    wp = w.unsqueeze(-1) * pts
+    sums = torch.bmm(inv, torch.cat([wp, w.unsqueeze(-1)], dim=-1))  # (B, T, p + 1)
+    g = -w.unsqueeze(-1) * (pts * sums[..., p:] - sums[..., :p])
+    return mmd2, g
+
+
+def rows_index(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Gather index of the True entries of ``rows`` ``(B, K)``, in order, padded to ``R = max_b n_b``.
+
+    Returns ``(index (B, R) long, valid (B, R) bool)`` (padded entries point at row 0), or None when
+    no row can be dropped (``R == K``). One host sync; compute once per solve, not per step.
+    """
+    B, K = rows.shape
+    counts = rows.sum(1)
+    R = int(counts.max()) if B else 0
+    if R >= K:
+        return None
+    order = torch.argsort((~rows).to(torch.int8), dim=1, stable=True)[:, :R]  # True rows first, in order
+    valid = torch.arange(R, device=rows.device)[None, :] < counts[:, None]
+    return order.masked_fill(~valid, 0), valid
+
+
+def paired_mmd2_with_grads(
+    z: torch.Tensor,
+    fz: torch.Tensor,
+    mask: torch.Tensor,
+    movable: torch.Tensor,
+    index: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``MMD²(z, fz)`` ``(B,)`` and ``∂(½MMD²)/∂z``, ``∂(½MMD²)/∂fz`` ``(B, K, p)`` for clouds that
+    coincide outside ``movable`` (``fz[b, i] == z[b, i]`` where ``mask & ~movable``).
+
+    Both clouds weigh ``1/n_b`` per real row (``n_b = mask[b].sum()``). The coinciding rows cancel
+    exactly in ``μ - ν`` (completion: the fixed input particles), so only the movable rows enter the
+    distance matrix: ``(2R)²`` instead of ``(2K)²`` entries, ``R`` = most movable rows of a sample.
+    ``index``: :func:`rows_index` of ``movable`` (pass it to avoid a host sync per call). Gradients
+    are zero outside ``movable``. Same values as :func:`riesz_mmd2_with_grads` up to rounding.
+    """
+    with torch.no_grad():
+        movable = movable & mask
+        n = mask.sum(1, keepdim=True).clamp_min(1).to(z.dtype)
+        if index is None:
+            index = rows_index(movable)
+        if index is None:  # every row may move: nothing to drop
+            mmd2, gz, gfz = riesz_mmd2_with_grads(z, mask, fz, mask)
+            keep = movable.unsqueeze(-1)
+            return mmd2, gz.where(keep, 0.0), gfz.where(keep, 0.0)
+        idx, valid = index
+        p = z.shape[-1]
+        take = idx.unsqueeze(-1).expand(-1, -1, p)
+        pts = torch.cat([z.gather(1, take), fz.gather(1, take)], 1).masked_fill(~valid.repeat(1, 2).unsqueeze(-1), 0.0)
+        a = valid.to(z.dtype) / n
+        mmd2, g = signed_energy_with_grads(pts, torch.cat([a, -a], 1))
+        R = idx.shape[1]
+        gz = z.new_zeros(z.shape).scatter_add_(1, take, g[:, :R])  # padded entries add 0 to row 0
+        gfz = z.new_zeros(z.shape).scatter_add_(1, take, g[:, R:])
+        return mmd2, gz, gfz

@@ -58,3 +58,27 @@ def test_padding_values_never_leak(bad: float):
 def test_identical_clouds_give_zero():
     x, xm = pad_clouds(_clouds(6, [11]))
     assert math.isclose(float(riesz_mmd2(x, xm, x.clone(), xm)), 0.0, abs_tol=1e-5)
+
+
+@pytest.mark.parametrize("all_movable", [False, True])
+def test_paired_mmd_on_movable_rows_equals_the_full_computation(all_movable: bool):
+    """Rows that coincide in z and fz cancel: the movable-rows MMD and gradients equal the full ones."""
+    from ddeqs.mmd import paired_mmd2_with_grads, rows_index
+
+    g = torch.Generator().manual_seed(7)
+    z = torch.randn(3, 12, 5, generator=g, dtype=torch.float64)
+    mask = torch.ones(3, 12, dtype=torch.bool)
+    mask[1, 9:] = False  # padding
+    movable = mask.clone() if all_movable else torch.rand(3, 12, generator=g) < 0.4
+    movable[0, 3] = True  # at least one movable row in sample 0
+    movable &= mask
+    fz = torch.where(movable[..., None], torch.randn(3, 12, 5, generator=g, dtype=torch.float64) + 0.3, z)
+    ref, gz_ref, gfz_ref = riesz_mmd2_with_grads(z, mask, fz, mask)
+    index = rows_index(movable)
+    assert (index is None) == all_movable
+    mmd2, gz, gfz = paired_mmd2_with_grads(z, fz, mask, movable, index)
+    assert torch.allclose(mmd2, ref, atol=1e-10)
+    keep = movable[..., None]
+    assert torch.allclose(gz, torch.where(keep, gz_ref, 0.0), atol=1e-10)
+    assert torch.allclose(gfz, torch.where(keep, gfz_ref, 0.0), atol=1e-10)
+    assert (gz[~movable] == 0).all() and (gfz[~movable] == 0).all()

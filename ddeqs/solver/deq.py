@@ -58,16 +58,22 @@ def ddeqs_wgf_solver(
     nesterov: bool = False,
     impl: str = "fast",
     full_func: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    solve_func: Callable[[torch.Tensor], torch.Tensor] | None = None,
     **_: object,
 ) -> tuple[torch.Tensor, list[torch.Tensor], SolverStat]:
-    """torchdeq solver signature around the WGF; ``mask``/``movable`` ``(B, K)`` come via ``solver_kwargs``."""
+    """torchdeq solver signature around the WGF; ``mask``/``movable`` ``(B, K)`` come via ``solver_kwargs``.
+
+    ``solve_func`` (fast path, optional): the function evaluated at every inner step instead of
+    torchdeq's ``func`` (same values; e.g. detached X branch, movable rows only, compiled).
+    ``full_func`` (naive path): F with its X branch recomputed at every call.
+    """
     kw = dict(mask=mask, movable=movable, iters=int(max_iter), step=step, tol=tol, momentum=momentum, nesterov=nesterov)
     if impl == "naive":
         if full_func is None:
             raise ValueError("solver.impl='naive' needs full_func (F with its X branch) in solver_kwargs")
         z, info = naive_wgf_solve(full_func, x0, **kw)
     else:
-        z, info = wgf_solve(func, x0, **kw)
+        z, info = wgf_solve(solve_func or func, x0, **kw)
     return z, ([z] if indexing else []), _stat(z, info)
 
 
@@ -76,7 +82,7 @@ def _classical(name: str) -> Callable:
 
     def solver(func, x0, max_iter=50, tol=1e-3, stop_mode="rel", indexing=None, **kwargs):  # type: ignore[no-untyped-def]
         movable = kwargs.pop("movable", None)
-        for key in ("mask", "step", "momentum", "nesterov", "impl", "full_func"):
+        for key in ("mask", "step", "momentum", "nesterov", "impl", "full_func", "solve_func"):
             kwargs.pop(key, None)
         z, traj, info = base(func, x0, max_iter=max_iter, tol=tol, stop_mode=stop_mode, indexing=indexing, **kwargs)
         if movable is not None:  # Anderson/Broyden mix iterates: restore fixed rows bit-exactly
@@ -122,11 +128,12 @@ def solver_kwargs(
     mask: torch.Tensor,
     movable: torch.Tensor,
     full_func: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    solve_func: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict:
     """``solver_kwargs`` for one ``deq(func, z0, solver_kwargs=...)`` call."""
     if cfg.kind != "wgf":
         return dict(movable=movable)
     return dict(
         mask=mask, movable=movable, step=cfg.step, momentum=cfg.momentum, nesterov=cfg.nesterov,
-        impl=cfg.impl, full_func=full_func,
+        impl=cfg.impl, full_func=full_func, solve_func=solve_func,
     )

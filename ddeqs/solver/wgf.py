@@ -4,11 +4,16 @@ Minimises ``G(Z) = ½ MMD²(Z, F(Z))`` (Riesz kernel) over the movable particles
 gradient includes the chain rule through ``F``: per step, with autograd enabled only for ``z``::
 
     fz = func(z)                                     # Z branch of F only (X branch prepared once)
-    mmd2, gz, gfz = riesz_mmd2_with_grads(z, m, fz, m)   # one cdist, analytic ∂(½MMD²)/∂z, ∂/∂fz
+    mmd2, gz, gfz = paired_mmd2_with_grads(z, fz, m, movable)   # one cdist of the movable rows,
+                                                     # analytic ∂(½MMD²)/∂z, ∂/∂fz
     grad = gz + (∂fz/∂z)ᵀ gfz                        # torch.autograd.grad(fz, z, gfz): VJP w.r.t. z only
     grad *= n_real(Z)                                # Wasserstein gradient: each particle has mass 1/n
     grad[fixed or padding] = 0
     z <- z - step * (heavy-ball / Nesterov) update
+
+Rows that cannot move (completion's input particles) coincide in ``Z`` and ``F(Z)`` and cancel in
+``μ - ν``, so the MMD and its gradients are computed on the movable rows only
+(:func:`ddeqs.mmd.paired_mmd2_with_grads`; the row index is built once per solve).
 
 The stopping test uses the objective of the *same* step (no extra forward). Samples whose
 relative objective change falls below ``tol`` freeze individually; the loop ends when all
@@ -24,7 +29,7 @@ from typing import Callable
 
 import torch
 
-from ddeqs.mmd import riesz_mmd2_with_grads
+from ddeqs.mmd import paired_mmd2_with_grads, rows_index
 
 Func = Callable[[torch.Tensor], torch.Tensor]
 
@@ -34,18 +39,24 @@ def _rows(mask: torch.Tensor) -> torch.Tensor:
 
 
 def wgf_gradient(
-    func: Func, z: torch.Tensor, mask: torch.Tensor, movable: torch.Tensor
+    func: Func,
+    z: torch.Tensor,
+    mask: torch.Tensor,
+    movable: torch.Tensor,
+    index: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One fast-path gradient evaluation at ``z`` ``(B, K, p)``.
 
     Returns ``(objective (B,), grad (B, K, p), fz (B, K, p))`` with objective ``½ MMD²(z, func(z))``
     and ``grad`` the particle (Wasserstein) gradient, zero on rows where ``movable`` is False.
     Parameter ``.grad`` fields are never touched (the VJP is taken w.r.t. ``z`` only).
+    ``func`` must return ``z``'s own values on rows that are not ``movable``; ``index``:
+    :func:`ddeqs.mmd.rows_index` of ``movable & mask`` (optional, saves a host sync).
     """
     with torch.enable_grad():
         zr = z.detach().requires_grad_(True)
         fz = func(zr)
-        mmd2, gz, gfz = riesz_mmd2_with_grads(zr.detach(), mask, fz.detach(), mask)
+        mmd2, gz, gfz = paired_mmd2_with_grads(zr.detach(), fz.detach(), mask, movable, index)
         (vjp,) = torch.autograd.grad(fz, zr, gfz, allow_unused=True)
     g = gz if vjp is None else gz + vjp
     n = mask.sum(1).clamp_min(1).to(g.dtype)[:, None, None]
@@ -98,6 +109,7 @@ def wgf_solve(
     ``iters`` (steps evaluated), ``converged`` ``(B,)`` bool (stopped by ``tol``).
     """
     movable = mask if movable is None else movable & mask
+    index = rows_index(movable)
     z = z0.detach().clone()
     upd = ParticleUpdate(step, momentum, nesterov)
     active = torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
@@ -105,7 +117,7 @@ def wgf_solve(
     prev: torch.Tensor | None = None
     z_eval, fz = z, z
     for _ in range(iters):
-        obj, g, fz = wgf_gradient(func, z, mask, movable)
+        obj, g, fz = wgf_gradient(func, z, mask, movable, index)
         z_eval = z
         trace.append(obj)
         if tol > 0 and prev is not None:

@@ -22,6 +22,36 @@ from ddeqs.models.ddeq.layers import DropoutState, FeedForward
 KV = tuple[torch.Tensor, torch.Tensor]
 
 
+class _QueryGradAttention(torch.autograd.Function):
+    """Softmax attention ``(B, H, N, c)`` whose backward returns the gradient of the queries only.
+
+    Written by hand because PyTorch's CPU SDPA backward always computes (and zero-fills) the key
+    and value gradients too; inside the inner solve the keys/values of X are constants of the
+    solve (detached), so that work is wasted at every inner step. Values equal
+    ``F.scaled_dot_product_attention`` up to rounding (tested).
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, key_mask):  # type: ignore[no-untyped-def, override]
+        scale = q.shape[-1] ** -0.5
+        s = torch.matmul(q, k.transpose(-1, -2)).mul_(scale)
+        if key_mask is not None:
+            s = s.masked_fill_(~key_mask[:, None, None, :], float("-inf"))
+        p = torch.softmax(s, -1)
+        out = torch.matmul(p, v)
+        ctx.save_for_backward(k, v, p, out)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):  # type: ignore[no-untyped-def, override]
+        k, v, p, out = ctx.saved_tensors
+        dp = torch.matmul(dout, v.transpose(-1, -2))
+        delta = (dout * out).sum(-1, keepdim=True)
+        dq = torch.matmul(dp.sub_(delta).mul_(p), k).mul_(ctx.scale)
+        return dq, None, None, None
+
+
 class MaskedAttention(nn.Module):
     """Multi-head attention, width ``dim`` split into ``heads`` heads of width ``dim // heads``."""
 
@@ -43,12 +73,19 @@ class MaskedAttention(nn.Module):
         """Key and value heads of the source ``(B, M, c)`` -> two ``(B, H, M, c/H)``."""
         return self._split(self.k(src)), self._split(self.v(src))
 
-    def attend(self, tgt: torch.Tensor, kv: KV, key_mask: torch.Tensor) -> torch.Tensor:
-        """Queries from ``tgt`` ``(B, N, c)`` attend to ``kv`` with ``key_mask`` ``(B, M)`` -> ``(B, N, c)``."""
+    def attend(self, tgt: torch.Tensor, kv: KV, key_mask: torch.Tensor | None) -> torch.Tensor:
+        """Queries from ``tgt`` ``(B, N, c)`` attend to ``kv`` with ``key_mask`` ``(B, M)`` -> ``(B, N, c)``.
+
+        ``key_mask`` None: every key is real (no mask is built, SDPA's unmasked kernel runs).
+        """
         B, N, c = tgt.shape
         q = self._split(self.q(tgt))
         k, v = kv
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
+        if q.device.type == "cpu" and q.requires_grad and not (k.requires_grad or v.requires_grad):
+            out = _QueryGradAttention.apply(q, k, v, key_mask)  # inner solve on CPU: constant K/V
+        else:
+            mask = None if key_mask is None else key_mask[:, None, None, :]
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.o(out.transpose(1, 2).reshape(B, N, c))
 
 
@@ -67,7 +104,7 @@ class EncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
 
     def forward(
-        self, h: torch.Tensor, kv: KV, key_mask: torch.Tensor, drop: DropoutState | None = None, name: str = "enc"
+        self, h: torch.Tensor, kv: KV, key_mask: torch.Tensor | None, drop: DropoutState | None = None, name: str = "enc"
     ) -> torch.Tensor:
         a = self.attn.attend(h, kv, key_mask)
         if drop is not None:
@@ -79,7 +116,7 @@ class EncoderLayer(nn.Module):
         return self.norm2(h + f)
 
     def self_attend(
-        self, h: torch.Tensor, mask: torch.Tensor, drop: DropoutState | None = None, name: str = "self"
+        self, h: torch.Tensor, mask: torch.Tensor | None, drop: DropoutState | None = None, name: str = "self"
     ) -> torch.Tensor:
         """Self-attention layer: keys/values are ``h``'s own real rows."""
         return self.forward(h, self.attn.kv(h), mask, drop, name)

@@ -1,8 +1,9 @@
 """Shared DDEQ machinery: F, the torchdeq DEQ and one equilibrium solve.
 
 :meth:`DDEQCore.equilibrium` prepares F's X branch once, builds the DEQ function
-``f(z) = where(movable, F(z, X), z)`` (fixed particles and padding stay put), runs the
-configured solver through torchdeq and returns the DEQ output (``F(Z*)`` with phantom
+``f(z) = where(movable, F(z, X), z)`` (fixed particles and padding stay put) and, for the fast
+WGF, its per-step twin (:func:`ddeqs.models.ddeq.step.make_solve_func`: detached X branch,
+movable rows only, optional ``torch.compile`` / bf16), runs the configured solver through torchdeq and returns the DEQ output (``F(Z*)`` with phantom
 gradient in training, ``Z*`` in eval), ``Z*``, ``F(Z*)`` and solver diagnostics.
 """
 
@@ -18,6 +19,7 @@ from ddeqs.errors import DataError
 from ddeqs.mmd import riesz_mmd2
 from ddeqs.models.ddeq.fmap import FMap
 from ddeqs.models.ddeq.layers import DropoutState
+from ddeqs.models.ddeq.step import make_solve_func
 from ddeqs.solver.deq import build_deq, solver_kwargs
 
 
@@ -87,7 +89,9 @@ class DDEQCore(nn.Module):
 
         cfg = self.solver_cfg
         z0 = torch.where(z_mask.unsqueeze(-1), z0, torch.zeros((), dtype=z0.dtype, device=z0.device)).detach()
-        kwargs = solver_kwargs(cfg, z_mask, movable, full_f if cfg.impl == "naive" else None)
+        naive = cfg.impl == "naive"
+        solve_f = None if naive or cfg.kind != "wgf" else make_solve_func(self.fmap, ctx, z_mask, movable, cfg)
+        kwargs = solver_kwargs(cfg, z_mask, movable, full_f if naive else None, solve_f)
         z_out, info = self.deq(f, z0, solver_kwargs=kwargs)
         out = z_out[-1]
         z_star = info.get("z_star", out).detach()

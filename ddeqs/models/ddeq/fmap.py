@@ -7,6 +7,12 @@ Its forward is split in two so the Z-independent X branch runs once per solve::
     out = fmap.apply(z, z_mask, ctx)       # (B, K, p), called at every inner step
     fmap(z, z_mask, x, x_mask) == fmap.apply(z, z_mask, fmap.prepare(x, x_mask))
 
+Only some rows of ``F(Z)`` may be needed (completion: the free particles; the fixed ones stay
+where they are). After the last Z self-attention every layer is row-wise, so
+``fmap.apply_rows(z, z_mask, ctx, rows)`` computes the trunk (embeddings, bilinear layer, the
+Z self-attention keys/values) on all rows and the queries, cross-encoder and final FFN only on
+the rows of a :class:`RowSubset`; the values equal ``apply(...)`` at those rows.
+
 Architecture (d = point dim, b = bilinear_dim = 16, p = z_dim = 128, f = ffn_dim = 512):
 
 1. ``x -> Linear(d,b)-ReLU-Linear(b,b)-LN``; ``z -> Linear(p,b)-ReLU-Linear(b,b)-LN``.
@@ -48,6 +54,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn as nn
 
+from ddeqs.mmd import rows_index
 from ddeqs.models.ddeq.attention import KV, EncoderLayer
 from ddeqs.models.ddeq.layers import DropoutState, EmbedMLP, FeedForward, masked_mean, zero_padding
 
@@ -57,24 +64,69 @@ class FContext:
     """Everything of ``F`` that depends on ``X`` only (computed once per forward solve).
 
     ``kv``: per cross layer the key/value heads of the encoded X, each ``(B, H, M, p/H)``;
-    ``x_mask`` ``(B, M)``; ``alpha_x``/``beta_x``: the bilinear factors ``α x̄``/``β x̄``
+    ``x_mask`` ``(B, M)`` (None after :meth:`dense` when every point of X is real); ``alpha_x``/``beta_x``: the bilinear factors ``α x̄``/``β x̄``
     ``(B, b, b)`` (``beta_x`` None in the pushforward variant); ``drop``: the solve's dropout masks.
     """
 
     kv: list[KV]
-    x_mask: torch.Tensor
+    x_mask: torch.Tensor | None
     alpha_x: torch.Tensor
     beta_x: torch.Tensor | None
     drop: DropoutState
 
     def detached(self) -> "FContext":
-        """Same context without autograd history (for the inner solve); shares the dropout masks."""
+        """Same context without autograd history (for the inner solve); shares the dropout masks.
+
+        Keys/values are made contiguous once here, not re-laid out by every inner step's matmul.
+        """
         return replace(
             self,
-            kv=[(k.detach(), v.detach()) for k, v in self.kv],
+            kv=[(k.detach().contiguous(), v.detach().contiguous()) for k, v in self.kv],
             alpha_x=self.alpha_x.detach(),
             beta_x=None if self.beta_x is None else self.beta_x.detach(),
         )
+
+    def dense(self) -> "FContext":
+        """Same context with ``x_mask`` None when no point of X is padding (one host sync; per solve)."""
+        if self.x_mask is not None and bool(self.x_mask.all()):
+            return replace(self, x_mask=None)
+        return self
+
+
+@dataclass
+class RowSubset:
+    """Rows of ``Z`` whose output is needed, per sample, padded to ``R = max_b n_b`` entries.
+
+    ``gather`` ``(B, R)`` long: row index in ``[0, K)`` of each entry (padded entries: 0);
+    ``scatter`` ``(B, R)`` long: the same with padded entries ``K`` (a scratch row that callers
+    drop); ``mask`` ``(B, R)`` bool: True for a real entry. Rows keep their order.
+    """
+
+    gather: torch.Tensor
+    scatter: torch.Tensor
+    mask: torch.Tensor
+
+    @staticmethod
+    def from_mask(rows: torch.Tensor) -> "RowSubset | None":
+        """Subset of the True entries of ``rows`` ``(B, K)``; None when no row can be skipped (R = K).
+
+        One host sync (``R``); call once per solve, not per step.
+        """
+        index = rows_index(rows)
+        if index is None:
+            return None
+        gather, mask = index
+        return RowSubset(gather=gather, scatter=gather.masked_fill(~mask, rows.shape[1]), mask=mask)
+
+    def take(self, h: torch.Tensor) -> torch.Tensor:
+        """Rows of ``h`` ``(B, K, c)`` -> ``(B, R, c)`` (padded entries hold row 0; callers mask them)."""
+        return torch.gather(h, 1, self.gather.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+
+    def put(self, base: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``base`` ``(B, K, c)`` with the subset rows replaced by ``rows`` ``(B, R, c)`` (out of place)."""
+        B, K, c = base.shape
+        ext = torch.cat([base, base.new_zeros(B, 1, c)], 1)  # scratch row K takes the padded entries
+        return ext.scatter(1, self.scatter.unsqueeze(-1).expand(-1, -1, c), rows.to(base.dtype))[:, :K]
 
 
 class FMap(nn.Module):
@@ -129,8 +181,21 @@ class FMap(nn.Module):
         return FContext(kv=kv, x_mask=x_mask, alpha_x=alpha_x, beta_x=beta_x, drop=drop)
 
     # ------------------------------------------------------------------ Z branch
-    def apply(self, z: torch.Tensor, z_mask: torch.Tensor, ctx: FContext) -> torch.Tensor:
-        """``F(Z, X)`` for ``z`` ``(B, K, p)`` with ``z_mask`` ``(B, K)``; padded output rows are 0."""
+    def apply(self, z: torch.Tensor, z_mask: torch.Tensor | None, ctx: FContext) -> torch.Tensor:
+        """``F(Z, X)`` for ``z`` ``(B, K, p)`` with ``z_mask`` ``(B, K)``; padded output rows are 0.
+
+        ``z_mask`` None: every row of ``z`` is real (the fast inner step checks once per solve).
+        """
+        return self._rows(z, z_mask, ctx, None)
+
+    def apply_rows(self, z: torch.Tensor, z_mask: torch.Tensor | None, ctx: FContext, rows: RowSubset) -> torch.Tensor:
+        """``F(Z, X)`` at the rows of ``rows`` only: ``(B, R, p)`` (``apply(...)`` gathered; padded entries 0).
+
+        All rows of ``z`` still enter the result (bilinear mean, Z self-attention keys/values).
+        """
+        return self._rows(z, z_mask, ctx, rows)
+
+    def _rows(self, z: torch.Tensor, z_mask: torch.Tensor | None, ctx: FContext, rows: RowSubset | None) -> torch.Tensor:
         z = zero_padding(z, z_mask)
         e = self.z_embed(z)
         bil = e @ ctx.alpha_x + self.bil_bias
@@ -139,12 +204,23 @@ class FMap(nn.Module):
         e = self.bil_norm(e + bil)
         h = self.z_skip_norm(self.z_up(e) + z)
         h = zero_padding(h, z_mask)
+        n_self = len(self.z_self)
         for i, layer in enumerate(self.z_self):
-            h = zero_padding(layer.self_attend(h, z_mask, ctx.drop, f"zself{i}"), z_mask)
+            if rows is not None and i == n_self - 1:  # last self layer: queries of the needed rows only
+                h = layer(rows.take(h), layer.attn.kv(h), z_mask, ctx.drop, f"zself{i}")
+            else:
+                h = layer.self_attend(h, z_mask, ctx.drop, f"zself{i}")
+            h = zero_padding(h, z_mask if rows is None or i < n_self - 1 else rows.mask)
+        if rows is not None:
+            if n_self == 0:  # pushforward variant: every layer from here on is row-wise
+                h = rows.take(h)
+            q_mask = rows.mask
+        else:
+            q_mask = z_mask
         for i, (layer, kv) in enumerate(zip(self.cross, ctx.kv)):
             h = layer(h, kv, ctx.x_mask, ctx.drop, f"cross{i}")
         out = self.out_ffn(h, ctx.drop, "out")
-        return zero_padding(out, z_mask)
+        return zero_padding(out, q_mask)
 
     def forward(self, z: torch.Tensor, z_mask: torch.Tensor, x: torch.Tensor, x_mask: torch.Tensor) -> torch.Tensor:
         """``apply(z, z_mask, prepare(x, x_mask))``."""

@@ -10,12 +10,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the real rows: ``(B, N, c)``, ``(B, N)`` -> ``(B, c)``.
+def masked_mean(h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the real rows: ``(B, N, c)``, ``(B, N)`` -> ``(B, c)`` (``mask`` None: every row is real).
 
     Padded rows are selected away with ``torch.where`` (not multiplied by 0), so
     NaN/inf in padding cannot leak. A cloud with no real row gives zeros.
     """
+    if mask is None:
+        return h.mean(1)
     m = mask.unsqueeze(-1)
     s = torch.where(m, h, torch.zeros((), dtype=h.dtype, device=h.device)).sum(1)
     return s / m.sum(1).clamp_min(1).to(h.dtype)
@@ -27,8 +29,14 @@ def masked_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.unsqueeze(-1), h, torch.full((), neg, dtype=h.dtype, device=h.device)).amax(1)
 
 
-def zero_padding(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Replace padded rows by exact zeros (arbitrary, even NaN, padding values are dropped)."""
+def zero_padding(h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Replace padded rows by exact zeros (arbitrary, even NaN, padding values are dropped).
+
+    ``mask`` None means every row is real (callers that checked the mask once per solve pass
+    None to skip the select at every inner step); ``h`` is returned as is.
+    """
+    if mask is None:
+        return h
     return torch.where(mask.unsqueeze(-1), h, torch.zeros((), dtype=h.dtype, device=h.device))
 
 

@@ -1,0 +1,197 @@
+"""``ddeqs bench step|momentum``: speed and memory of the DDEQ forward solver (figures, not tests).
+
+``step``: median time of full training steps (inner WGF solve + phantom-gradient backward + Adam
+step) per implementation and iteration count, time per inner iteration, peak memory of the
+steps, device; the naive/fast ratio when both are timed, the memory growth between iteration
+counts, and (``--check``) the agreement of Z* between the two implementations.
+
+``momentum``: inner iterations that heavy-ball / Nesterov momentum need to reach the objective
+plain descent reaches after ``--iters`` iterations (paper: 200).
+
+Problems are synthetic and paper-sized: ``--dataset-shape mnist`` (2-D, MNIST-pc architecture) or
+``modelnet`` (3-D, three cross layers); completion with 200 input points has 255 slots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _problem_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", choices=["classification", "completion"], default="classification")
+    p.add_argument("--dataset-shape", dest="shape", choices=["mnist", "modelnet"], default="mnist",
+                   help="2-D MNIST-pc-like or 3-D ModelNet40-s-like problem (default: mnist)")
+    p.add_argument("--batch", type=int, default=8, help="clouds per batch (default: 8)")
+    p.add_argument("--points", type=int, default=200, help="input points per cloud (default: 200)")
+    p.add_argument("--z-particles", dest="z_particles", type=int, default=10,
+                   help="classification: particles of Z (default: 10)")
+    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra config override, repeatable (e.g. --set solver.step=2)")
+    p.add_argument("--json", dest="json_out", metavar="FILE", help="also write the results as JSON")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="benchmark the forward solver (speed, memory, momentum)",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
+    p = sub.add_parser("step", help="time full training steps, fast vs naive inner solve",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _problem_args(p)
+    p.add_argument("--iters", type=int, nargs="+", default=[200], help="inner iterations, one or more (default: 200)")
+    p.add_argument("--impl", nargs="+", choices=["fast", "naive"], default=["fast"],
+                   help="implementation(s) to time (default: fast)")
+    p.add_argument("--repeats", type=int, default=5, help="timed steps per configuration (median reported)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default: 1)")
+    p.add_argument("--momentum", type=float, default=0.0, help="momentum of the particle update (default: 0)")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
+    p.add_argument("--compile", action="store_true", help="torch.compile the inner step (GPU)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast inside the inner solve (GPU)")
+    p.add_argument("--check", action="store_true",
+                   help="also compare Z* of fast and naive (shared weights, input and Z0, float64)")
+    p.add_argument("--check-iters", type=int, default=20, help="inner iterations of the --check solves (default: 20)")
+    p.add_argument("--no-isolate", dest="isolate", action="store_false",
+                   help="run every configuration in this process (memory figures then overlap)")
+    p.set_defaults(func=step_cmd)
+
+    p = sub.add_parser("momentum", help="iterations momentum needs to reach plain descent's objective",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _problem_args(p)
+    p.set_defaults(task="completion")
+    p.add_argument("--iters", type=int, default=200, help="plain-descent iterations that set the target (default: 200)")
+    p.add_argument("--momentum", type=float, nargs="+", default=[0.5, 0.7, 0.8, 0.9],
+                   help="momentum values to try (default: 0.5 0.7 0.8 0.9)")
+    p.add_argument("--nesterov", choices=["both", "yes", "no"], default="both",
+                   help="heavy ball (no), Nesterov (yes) or both (default)")
+    p.add_argument("--tol", type=float, default=1e-3,
+                   help="also run with the relative-objective stopping rule solver.tol (0: skip; default 1e-3)")
+    p.set_defaults(func=momentum_cmd)
+
+
+def _spec(args: argparse.Namespace, **kw):  # type: ignore[no-untyped-def]
+    from ddeqs.bench.problem import ProblemSpec
+
+    return ProblemSpec(task=args.task, shape=args.shape, batch=args.batch, points=args.points,
+                       z_particles=args.z_particles, device=args.device, seed=args.seed,
+                       overrides=tuple(args.overrides), **kw)
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from ddeqs.config import ConfigError
+
+    for name in ("batch", "points", "z_particles"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(args, name)})")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be at least 1 (got {args.threads})")
+
+
+def _mib(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:,.1f}"
+
+
+def step_cmd(args: argparse.Namespace) -> int:
+    from ddeqs.bench.step import compare_fixed_points, run_step_bench
+    from ddeqs.config import ConfigError
+
+    _validate(args)
+    if min(args.iters) < 1 or args.repeats < 1 or args.warmup < 0:
+        raise ConfigError("--iters and --repeats must be at least 1, --warmup at least 0")
+    base = _spec(args, iters=args.iters[0], momentum=args.momentum, nesterov=args.nesterov,
+                 compile=args.compile, bf16=args.bf16)
+    from ddeqs.bench.problem import problem_config
+
+    problem_config(base)  # validate --set keys before spawning anything
+    from dataclasses import replace
+
+    results = []
+    print(f"ddeqs bench step: task {args.task}, shape {args.shape}, batch {args.batch}, {args.points} points, "
+          f"{'Z of ' + str(args.z_particles) if args.task == 'classification' else 'slots ' + str(args.points + -(-args.points * 11 // 40))}, "
+          f"median of {args.repeats} steps after {args.warmup} warm-up", flush=True)
+    header = f"{'impl':<6} {'iters':>6} {'step s (median)':>16} {'ms / inner iter':>16} {'peak MiB':>10}  device"
+    print(header)
+    for iters in args.iters:
+        for impl in args.impl:
+            r = run_step_bench(replace(base, iters=iters, impl=impl), args.repeats, args.warmup, args.threads,
+                               isolate=args.isolate)
+            results.append(r)
+            print(f"{impl:<6} {iters:>6} {r.median_step_s:>16.4f} {r.per_iter_ms:>16.2f} {_mib(r.peak_mem_mib):>10}  "
+                  f"{r.device} ({r.threads} threads)", flush=True)
+    summary: dict = {"results": [r.as_dict() for r in results], "ratios": {}, "memory": {}}
+    by = {(r.spec["impl"], r.spec["iters"]): r for r in results}
+    for iters in args.iters:
+        if ("fast", iters) in by and ("naive", iters) in by:
+            ratio = by[("naive", iters)].median_step_s / by[("fast", iters)].median_step_s
+            summary["ratios"][str(iters)] = ratio
+            print(f"speed-up at {iters} iterations: naive / fast = {ratio:.1f}x")
+    if len(args.iters) > 1:
+        lo, hi = min(args.iters), max(args.iters)
+        for impl in args.impl:
+            a, b = by.get((impl, lo)), by.get((impl, hi))
+            if a and b and a.peak_mem_mib is not None and b.peak_mem_mib is not None:
+                summary["memory"][impl] = {"iters": [lo, hi], "peak_mib": [a.peak_mem_mib, b.peak_mem_mib]}
+                print(f"peak memory {impl}: {_mib(a.peak_mem_mib)} MiB at {lo} iterations, "
+                      f"{_mib(b.peak_mem_mib)} MiB at {hi} ({results[0].mem_kind})")
+    if args.check:
+        diff = compare_fixed_points(base, iters=args.check_iters)
+        summary["z_star_max_abs_diff"] = diff
+        print(f"Z* fast vs naive ({args.check_iters} iterations in float64, same weights, input and Z0): "
+              f"max |difference| = {diff:.2e}")
+    if args.json_out:
+        _write_json(args.json_out, summary)
+    return 0
+
+
+def momentum_cmd(args: argparse.Namespace) -> int:
+    from ddeqs.bench.momentum import momentum_study
+    from ddeqs.config import ConfigError
+
+    _validate(args)
+    if args.iters < 1 or any(not 0.0 <= m < 1.0 for m in args.momentum):
+        raise ConfigError("--iters must be at least 1 and every --momentum in [0, 1)")
+    nest = {"both": [False, True], "yes": [True], "no": [False]}[args.nesterov]
+    settings = [(m, n) for m in args.momentum for n in nest]
+    spec = _spec(args, iters=args.iters)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    print(f"ddeqs bench momentum: task {args.task}, shape {args.shape}, batch {args.batch}, {args.points} points; "
+          f"target = objective of plain descent after {args.iters} iterations", flush=True)
+    target, rows = momentum_study(spec, settings, reference_iters=args.iters, tol=args.tol)
+    print(f"plain descent, {args.iters} iterations: mean ½MMD² {float(target.mean()):.4e}")
+    tol_cols = f" {'stop at (tol ' + format(args.tol, 'g') + ')':>18} {'objective there':>16}" if args.tol > 0 else ""
+    print(f"{'momentum':>8} {'nesterov':>8} {'reaches target':>15} {'stays from':>11} "
+          f"{'objective at ' + str(args.iters):>18}{tol_cols}")
+    for r in rows:
+        reach = "never" if r.reach_iters is None else str(r.reach_iters)
+        stay = "never" if r.stay_iters is None else str(r.stay_iters)
+        extra = f" {r.stop_iters:>18} {r.stop_objective:>16.4e}" if r.stop_iters is not None else ""
+        print(f"{r.momentum:>8g} {str(r.nesterov).lower():>8} {reach:>15} {stay:>11} {r.final_objective:>18.4e}{extra}",
+              flush=True)
+    stayed = [r for r in rows if r.stay_iters is not None]
+    if stayed:
+        best = min(stayed, key=lambda r: r.stay_iters)
+        print(f"best: momentum {best.momentum:g} ({'Nesterov' if best.nesterov else 'heavy ball'}) is at or below the "
+              f"{args.iters}-iteration objective of plain descent from iteration {best.stay_iters} on "
+              f"({args.iters / max(best.stay_iters, 1):.1f}x fewer iterations)")
+    else:
+        print(f"no setting stays at or below the {args.iters}-iteration objective of plain descent")
+    if args.json_out:
+        _write_json(args.json_out, {"target_mean": float(target.mean()), "iters": args.iters,
+                                    "rows": [r.as_dict() for r in rows]})
+    return 0
+
+
+def _write_json(path: str, data: dict) -> None:
+    from pathlib import Path
+
+    from ddeqs.training.runfolder import write_json
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_json(Path(path), data)
+    print(f"wrote {path}", file=sys.stderr)
+

@@ -1,0 +1,119 @@
+"""The per-step function of the fast inner solve: ``f(z) = where(movable, F(z, X), z)``.
+
+:func:`make_solve_func` builds, once per solve, the function the WGF evaluates at every inner
+step (and differentiates w.r.t. ``z`` only):
+
+* the X branch (:class:`FContext`) is prepared by the caller and used detached, so no
+  autograd graph reaches the parameters or X during the solve;
+* masks that hide nothing are dropped once per solve (``x_mask`` / ``z_mask`` all True: the
+  unmasked attention kernels run and no select is done per step; :meth:`FContext.dense`);
+* only the movable rows go through the row-wise tail of F (:meth:`FMap.apply_rows`) when some
+  rows are fixed (completion: the input particles) or padding; the others are returned as ``z``;
+* ``solver.bf16``: the Z branch runs under bf16 autocast on CUDA; its output is cast back, so
+  the MMD gradient and the particle update stay in the dtype of ``z`` (fp32);
+* ``solver.compile``: the step is ``torch.compile``-d (``dynamic=False``; one compiled graph per
+  input shape). If compilation is unavailable or fails, one warning is emitted and the eager
+  function is used.
+
+All of this changes how ``F`` is evaluated, not its values: ``f(z)`` equals
+``where(movable, fmap.apply(z, z_mask, ctx), z)`` up to float rounding (bf16: up to bf16 rounding).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Callable
+
+import torch
+
+from ddeqs.config import SolverConfig
+from ddeqs.models.ddeq.fmap import FContext, FMap, RowSubset
+
+StepFunc = Callable[[torch.Tensor], torch.Tensor]
+
+_WARNED: set[str] = set()
+_COMPILED: dict[str, Callable] = {}
+
+
+def warn_once(key: str, message: str) -> None:
+    """One ``RuntimeWarning`` per ``key`` and process."""
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def z_step(
+    fmap: FMap,
+    z: torch.Tensor,
+    z_mask: torch.Tensor | None,
+    movable: torch.Tensor | None,
+    ctx: FContext,
+    rows: RowSubset | None,
+    bf16: bool,
+) -> torch.Tensor:
+    """``where(movable, F(z, X), z)`` ``(B, K, p)``, computing F only at the rows of ``rows`` (None: all).
+
+    ``z_mask`` None: no padding; ``movable`` None: every row moves (then ``F(z)`` is returned as is).
+    """
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with amp:
+        out = fmap.apply(z, z_mask, ctx) if rows is None else fmap.apply_rows(z, z_mask, ctx, rows)
+    if rows is not None:
+        return rows.put(z, out)  # rows = the movable rows: the others keep z
+    if movable is None:
+        return out.to(z.dtype)
+    return torch.where(movable.unsqueeze(-1), out.to(z.dtype), z)
+
+
+def _compiled_z_step() -> Callable | None:
+    """``torch.compile(z_step, dynamic=False)``, created once; None when torch.compile is unusable."""
+    if "step" not in _COMPILED:
+        try:
+            _COMPILED["step"] = torch.compile(z_step, dynamic=False)
+        except Exception as err:  # noqa: BLE001 - any failure means: run eagerly
+            warn_once("compile", f"solver.compile: torch.compile is unavailable ({err}); running the inner step eagerly")
+            _COMPILED["step"] = None  # type: ignore[assignment]
+    return _COMPILED["step"]
+
+
+def make_solve_func(
+    fmap: FMap, ctx: FContext, z_mask: torch.Tensor, movable: torch.Tensor, cfg: SolverConfig
+) -> StepFunc:
+    """The function ``z (B, K, p) -> (B, K, p)`` evaluated at every fast inner step (see module doc).
+
+    ``movable`` ``(B, K)`` must already be ``& z_mask``. One host sync (the row subset size).
+    """
+    ctx = ctx.detached().dense()
+    rows = RowSubset.from_mask(movable)
+    all_move = rows is None and bool(movable.all())  # host syncs: once per solve
+    step_mask = None if bool(z_mask.all()) else z_mask
+    step_movable = None if all_move else movable
+    bf16 = bool(cfg.bf16) and z_mask.device.type == "cuda"
+    if cfg.bf16 and not bf16:
+        warn_once("bf16", "solver.bf16 only applies on CUDA; the inner solve runs in full precision here")
+
+    def eager(z: torch.Tensor) -> torch.Tensor:
+        return z_step(fmap, z, step_mask, step_movable, ctx, rows, bf16)
+
+    if not cfg.compile:
+        return eager
+    if ctx.drop.active:
+        warn_once("compile-dropout", "solver.compile is not used while dropout is active (masks are sampled lazily)")
+        return eager
+    compiled = _compiled_z_step()
+    if compiled is None:
+        return eager
+
+    def step(z: torch.Tensor) -> torch.Tensor:
+        fn = _COMPILED.get("step")
+        if fn is not None:
+            try:
+                return fn(fmap, z, step_mask, step_movable, ctx, rows, bf16)
+            except Exception as err:  # noqa: BLE001 - e.g. no C++ compiler for the CPU backend
+                _COMPILED["step"] = None  # type: ignore[assignment]
+                warn_once("compile", f"solver.compile: compilation failed ({type(err).__name__}: {err}); "
+                          "running the inner step eagerly")
+        return eager(z)
+
+    return step
