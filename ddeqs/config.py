@@ -104,8 +104,10 @@ class SolverConfig(_Strict):
     iters: int = Field(200, ge=1, description="inner iterations (paper: 200)")
     eval_iters: int | None = Field(None, ge=1, description="inner iterations at evaluation (default: iters)")
     step: float = Field(5.0, gt=0.0, description="inner step size eta (paper: 5)")
-    tol: float = Field(0.0, ge=0.0, description="stop when the relative objective change falls below this (0: never)")
-    momentum: float = Field(0.0, ge=0.0, lt=1.0, description="heavy-ball / Nesterov momentum of the particle update")
+    tol: float = Field(0.0, ge=0.0, description="stop when the relative objective change falls below this (0: never; "
+                       "with momentum: change of the best objective over 10 iterations)")
+    momentum: float = Field(0.0, ge=0.0, lt=1.0, description="heavy-ball / Nesterov momentum of the particle update "
+                            "(then each sample's lowest-objective iterate is returned)")
     nesterov: bool = Field(False, description="use Nesterov momentum")
     grad_steps: int = Field(1, ge=1, description="phantom gradient steps (torchdeq 'grad')")
     tau: float = Field(1.0, gt=0.0, le=1.0, description="phantom gradient damping (torchdeq 'tau')")

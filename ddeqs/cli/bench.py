@@ -163,23 +163,25 @@ def momentum_cmd(args: argparse.Namespace) -> int:
           f"target = objective of plain descent after {args.iters} iterations", flush=True)
     target, rows = momentum_study(spec, settings, reference_iters=args.iters, tol=args.tol)
     print(f"plain descent, {args.iters} iterations: mean ½MMD² {float(target.mean()):.4e}")
-    tol_cols = f" {'stop at (tol ' + format(args.tol, 'g') + ')':>18} {'objective there':>16}" if args.tol > 0 else ""
-    print(f"{'momentum':>8} {'nesterov':>8} {'reaches target':>15} {'stays from':>11} "
-          f"{'objective at ' + str(args.iters):>18}{tol_cols}")
+    tol_cols = (f" {'stops at (tol ' + format(args.tol, 'g') + ')':>19} {'returned objective':>18} {'<= target':>9}"
+                if args.tol > 0 else "")
+    print(f"{'momentum':>8} {'nesterov':>8} {'trace reaches':>13} {'returned <= target from':>23} "
+          f"{'returned at ' + str(args.iters):>16}{tol_cols}")
     for r in rows:
         reach = "never" if r.reach_iters is None else str(r.reach_iters)
         stay = "never" if r.stay_iters is None else str(r.stay_iters)
-        extra = f" {r.stop_iters:>18} {r.stop_objective:>16.4e}" if r.stop_iters is not None else ""
-        print(f"{r.momentum:>8g} {str(r.nesterov).lower():>8} {reach:>15} {stay:>11} {r.final_objective:>18.4e}{extra}",
+        extra = (f" {r.stop_iters:>19} {r.stop_objective:>18.4e} {str(r.stop_reached).lower():>9}"
+                 if r.stop_iters is not None else "")
+        print(f"{r.momentum:>8g} {str(r.nesterov).lower():>8} {reach:>13} {stay:>23} {r.final_objective:>16.4e}{extra}",
               flush=True)
     stayed = [r for r in rows if r.stay_iters is not None]
     if stayed:
         best = min(stayed, key=lambda r: r.stay_iters)
-        print(f"best: momentum {best.momentum:g} ({'Nesterov' if best.nesterov else 'heavy ball'}) is at or below the "
-              f"{args.iters}-iteration objective of plain descent from iteration {best.stay_iters} on "
+        print(f"best: momentum {best.momentum:g} ({'Nesterov' if best.nesterov else 'heavy ball'}) returns an iterate at "
+              f"or below the {args.iters}-iteration objective of plain descent from iteration {best.stay_iters} on "
               f"({args.iters / max(best.stay_iters, 1):.1f}x fewer iterations)")
     else:
-        print(f"no setting stays at or below the {args.iters}-iteration objective of plain descent")
+        print(f"no setting returns an iterate at or below the {args.iters}-iteration objective of plain descent")
     if args.json_out:
         _write_json(args.json_out, {"target_mean": float(target.mean()), "iters": args.iters,
                                     "rows": [r.as_dict() for r in rows]})

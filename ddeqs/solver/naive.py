@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from ddeqs.mmd import riesz_mmd2
-from ddeqs.solver.wgf import ParticleUpdate, fixed_point_residual, relative_change
+from ddeqs.solver.wgf import ParticleUpdate, StopRule, fixed_point_residual, relative_change
 
 FullFunc = Callable[[torch.Tensor], torch.Tensor]
 
@@ -49,24 +49,27 @@ def naive_wgf_solve(
     movable = mask if movable is None else movable & mask
     z = z0.detach().clone()
     upd = ParticleUpdate(step, momentum, nesterov)
-    active = torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
+    rule = StopRule(tol, momentum, z.shape[0], z.device)
     trace: list[torch.Tensor] = []
     z_eval, fz = z, z
     for _ in range(iters):
         obj, g, fz = naive_gradient(full_func, z, mask, movable)
         z_eval = z
         trace.append(obj)
-        z = upd(z, g, active)
+        if rule.keep_best and not rule.observe(z, obj, fz):
+            break
+        z = upd(z, g, rule.active)
         with torch.no_grad():  # the extra full forward, only for the stopping test (always, as a direct port does)
             new_obj = 0.5 * riesz_mmd2(z, mask, full_func(z), mask)
-        if tol > 0:
-            active = active & (relative_change(obj, new_obj) >= tol)
-            if not bool(active.any()):
+        if tol > 0 and not rule.keep_best:
+            rule.active = rule.active & (relative_change(obj, new_obj) >= tol)
+            if not bool(rule.active.any()):
                 break
+    z, z_eval, fz = rule.result(z, z_eval, fz)
     info = {
         "objective": torch.stack(trace, 1) if trace else z.new_zeros(z.shape[0], 0),
         "rel_residual": fixed_point_residual(z_eval, fz, mask),
         "iters": len(trace),
-        "converged": ~active,
+        "converged": ~rule.active,
     }
     return z, info

@@ -91,6 +91,56 @@ def fixed_point_residual(z: torch.Tensor, fz: torch.Tensor, mask: torch.Tensor) 
     return diff / (torch.where(_rows(mask), fz, zero).flatten(1).norm(dim=1) + 1e-8)
 
 
+class StopRule:
+    """Per-sample stopping (``tol``) and, with momentum, best-iterate bookkeeping; shared by both solvers.
+
+    * Plain descent (``momentum == 0``): the objective decreases; a sample freezes when the relative
+      change of its objective between consecutive iterates falls below ``tol``; the last iterate is
+      returned.
+    * With momentum the objective is not monotone (heavy ball overshoots), so each sample's
+      lowest-objective evaluated iterate is kept and returned (as torchdeq's own solvers return
+      their lowest-residual iterate), and a sample freezes when its best objective improved by less
+      than ``tol`` (relative) over the last :attr:`WINDOW` iterations.
+    """
+
+    WINDOW = 10
+
+    def __init__(self, tol: float, momentum: float, batch: int, device: torch.device) -> None:
+        self.tol, self.keep_best = tol, momentum > 0
+        self.active = torch.ones(batch, dtype=torch.bool, device=device)
+        self.prev: torch.Tensor | None = None
+        self.best_obj: torch.Tensor | None = None
+        self.best_z: torch.Tensor | None = None
+        self.best_fz: torch.Tensor | None = None
+        self.history: list[torch.Tensor] = []
+
+    def observe(self, z: torch.Tensor, obj: torch.Tensor, fz: torch.Tensor) -> bool:
+        """Record the objective ``obj`` ``(B,)`` of the evaluated iterate ``z``; False when every sample has stopped."""
+        if self.keep_best:
+            if self.best_obj is None:
+                self.best_obj, self.best_z, self.best_fz = obj.clone(), z.clone(), fz.clone()
+            else:
+                better = obj < self.best_obj
+                rows = better[:, None, None]
+                self.best_obj = torch.where(better, obj, self.best_obj)
+                self.best_z = torch.where(rows, z, self.best_z)
+                self.best_fz = torch.where(rows, fz, self.best_fz)
+            self.history.append(self.best_obj)
+            if self.tol > 0 and len(self.history) > self.WINDOW:
+                old = self.history[-1 - self.WINDOW]
+                self.active = self.active & (relative_change(old, self.best_obj) >= self.tol)
+        elif self.tol > 0 and self.prev is not None:
+            self.active = self.active & (relative_change(self.prev, obj) >= self.tol)
+        self.prev = obj
+        return self.tol <= 0 or bool(self.active.any())
+
+    def result(self, z: torch.Tensor, z_eval: torch.Tensor, fz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(z_star, evaluated iterate, its F)``: the best iterate with momentum, else the last ``z``."""
+        if self.keep_best and self.best_z is not None:
+            return self.best_z, self.best_z, self.best_fz  # type: ignore[return-value]
+        return z, z_eval, fz
+
+
 def wgf_solve(
     func: Func,
     z0: torch.Tensor,
@@ -105,31 +155,29 @@ def wgf_solve(
     """Run the fast WGF from ``z0`` ``(B, K, p)`` with ``mask`` ``(B, K)`` (``movable`` default: ``mask``).
 
     Returns ``(z_star, info)``; ``info``: ``objective`` ``(B, T)`` (½MMD² at each evaluated iterate),
-    ``rel_residual`` ``(B,)`` (``||F(z)-z||/||F(z)||`` at the last evaluated iterate: no extra forward),
-    ``iters`` (steps evaluated), ``converged`` ``(B,)`` bool (stopped by ``tol``).
+    ``rel_residual`` ``(B,)`` (``||F(z)-z||/||F(z)||`` at the returned iterate's evaluation: no extra
+    forward), ``iters`` (steps evaluated), ``converged`` ``(B,)`` bool (stopped by ``tol``).
+    With momentum, ``z_star`` is each sample's lowest-objective iterate (:class:`StopRule`).
     """
     movable = mask if movable is None else movable & mask
     index = rows_index(movable)
     z = z0.detach().clone()
     upd = ParticleUpdate(step, momentum, nesterov)
-    active = torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
+    rule = StopRule(tol, momentum, z.shape[0], z.device)
     trace: list[torch.Tensor] = []
-    prev: torch.Tensor | None = None
     z_eval, fz = z, z
     for _ in range(iters):
         obj, g, fz = wgf_gradient(func, z, mask, movable, index)
         z_eval = z
         trace.append(obj)
-        if tol > 0 and prev is not None:
-            active = active & (relative_change(prev, obj) >= tol)
-            if not bool(active.any()):
-                break
-        prev = obj
-        z = upd(z, g, active)
+        if not rule.observe(z, obj, fz):
+            break
+        z = upd(z, g, rule.active)
+    z, z_eval, fz = rule.result(z, z_eval, fz)
     info = {
         "objective": torch.stack(trace, 1) if trace else z.new_zeros(z.shape[0], 0),
         "rel_residual": fixed_point_residual(z_eval, fz, mask),
         "iters": len(trace),
-        "converged": ~active,
+        "converged": ~rule.active,
     }
     return z, info
