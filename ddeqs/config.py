@@ -109,6 +109,10 @@ class SolverConfig(_Strict):
     momentum: float = Field(0.0, ge=0.0, lt=1.0, description="heavy-ball / Nesterov momentum of the particle update "
                             "(then each sample's lowest-objective iterate is returned)")
     nesterov: bool = Field(False, description="use Nesterov momentum")
+    objective_ratio: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="stop a sample once its objective is at most this times its value at Z0 (relative objective; 0: off)",
+    )
     grad_steps: int = Field(1, ge=1, description="phantom gradient steps (torchdeq 'grad')")
     tau: float = Field(1.0, gt=0.0, le=1.0, description="phantom gradient damping (torchdeq 'tau')")
     compile: bool = Field(False, description="torch.compile the inner step (GPU)")

@@ -150,3 +150,19 @@ def test_momentum_returns_the_best_iterate_and_stops_on_the_window_rule():
     assert StopRule.WINDOW < stopped["iters"] < 500 and stopped["converged"].all()
     _, stopped_n = naive_wgf_solve(full, z0, zm, movable, iters=500, step=2.0, momentum=0.8, tol=1e-2)
     assert stopped_n["iters"] == stopped["iters"]
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.7])
+def test_objective_ratio_stops_each_sample_at_its_relative_level(momentum: float):
+    f, fast, full, z0, zm, movable = _fmap_problem(False)
+    kw = dict(iters=300, step=2.0, momentum=momentum, ratio=0.3)
+    z, info = wgf_solve(fast, z0, zm, movable, **kw)
+    obj = info["objective"]
+    level = torch.cummin(obj, 1).values if momentum > 0 else obj
+    assert info["converged"].all() and info["iters"] < 300
+    reached = level <= 0.3 * obj[:, :1]
+    assert reached[:, -1].all()  # every sample got there; none stopped before (first hit = its stop)
+    final, _, _ = wgf_gradient(fast, z, zm, movable)
+    assert (final <= 0.3 * obj[:, 0] + 1e-12).all()
+    z_n, info_n = naive_wgf_solve(full, z0, zm, movable, **kw)
+    assert info_n["iters"] == info["iters"] and torch.allclose(z, z_n, atol=1e-7)

@@ -56,6 +56,7 @@ def ddeqs_wgf_solver(
     step: float = 5.0,
     momentum: float = 0.0,
     nesterov: bool = False,
+    objective_ratio: float = 0.0,
     impl: str = "fast",
     full_func: Callable[[torch.Tensor], torch.Tensor] | None = None,
     solve_func: Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -67,7 +68,8 @@ def ddeqs_wgf_solver(
     torchdeq's ``func`` (same values; e.g. detached X branch, movable rows only, compiled).
     ``full_func`` (naive path): F with its X branch recomputed at every call.
     """
-    kw = dict(mask=mask, movable=movable, iters=int(max_iter), step=step, tol=tol, momentum=momentum, nesterov=nesterov)
+    kw = dict(mask=mask, movable=movable, iters=int(max_iter), step=step, tol=tol, momentum=momentum, nesterov=nesterov,
+              ratio=objective_ratio)
     if impl == "naive":
         if full_func is None:
             raise ValueError("solver.impl='naive' needs full_func (F with its X branch) in solver_kwargs")
@@ -82,7 +84,7 @@ def _classical(name: str) -> Callable:
 
     def solver(func, x0, max_iter=50, tol=1e-3, stop_mode="rel", indexing=None, **kwargs):  # type: ignore[no-untyped-def]
         movable = kwargs.pop("movable", None)
-        for key in ("mask", "step", "momentum", "nesterov", "impl", "full_func", "solve_func"):
+        for key in ("mask", "step", "momentum", "nesterov", "objective_ratio", "impl", "full_func", "solve_func"):
             kwargs.pop(key, None)
         z, traj, info = base(func, x0, max_iter=max_iter, tol=tol, stop_mode=stop_mode, indexing=indexing, **kwargs)
         if movable is not None:  # Anderson/Broyden mix iterates: restore fixed rows bit-exactly
@@ -135,5 +137,5 @@ def solver_kwargs(
         return dict(movable=movable)
     return dict(
         mask=mask, movable=movable, step=cfg.step, momentum=cfg.momentum, nesterov=cfg.nesterov,
-        impl=cfg.impl, full_func=full_func, solve_func=solve_func,
+        objective_ratio=cfg.objective_ratio, impl=cfg.impl, full_func=full_func, solve_func=solve_func,
     )

@@ -44,19 +44,20 @@ def naive_wgf_solve(
     tol: float = 0.0,
     momentum: float = 0.0,
     nesterov: bool = False,
+    ratio: float = 0.0,
 ) -> tuple[torch.Tensor, dict]:
     """Same contract as :func:`ddeqs.solver.wgf.wgf_solve`; ``full_func(z)`` runs all of F."""
     movable = mask if movable is None else movable & mask
     z = z0.detach().clone()
     upd = ParticleUpdate(step, momentum, nesterov)
-    rule = StopRule(tol, momentum, z.shape[0], z.device)
+    rule = StopRule(tol, momentum, z.shape[0], z.device, ratio)
     trace: list[torch.Tensor] = []
     z_eval, fz = z, z
     for _ in range(iters):
         obj, g, fz = naive_gradient(full_func, z, mask, movable)
         z_eval = z
         trace.append(obj)
-        if rule.keep_best and not rule.observe(z, obj, fz):
+        if (rule.keep_best or ratio > 0) and not rule.observe(z, obj, fz, use_tol=rule.keep_best):
             break
         z = upd(z, g, rule.active)
         with torch.no_grad():  # the extra full forward, only for the stopping test (always, as a direct port does)

@@ -101,12 +101,16 @@ class StopRule:
       lowest-objective evaluated iterate is kept and returned (as torchdeq's own solvers return
       their lowest-residual iterate), and a sample freezes when its best objective improved by less
       than ``tol`` (relative) over the last :attr:`WINDOW` iterations.
+    * ``ratio > 0`` (``solver.objective_ratio``): a sample also freezes once its objective (with
+      momentum: its best one) is at most ``ratio`` times its objective at ``Z0``: the relative
+      objective, a target level rather than a rate.
     """
 
     WINDOW = 10
 
-    def __init__(self, tol: float, momentum: float, batch: int, device: torch.device) -> None:
-        self.tol, self.keep_best = tol, momentum > 0
+    def __init__(self, tol: float, momentum: float, batch: int, device: torch.device, ratio: float = 0.0) -> None:
+        self.tol, self.keep_best, self.ratio = tol, momentum > 0, ratio
+        self.first: torch.Tensor | None = None
         self.active = torch.ones(batch, dtype=torch.bool, device=device)
         self.prev: torch.Tensor | None = None
         self.best_obj: torch.Tensor | None = None
@@ -114,8 +118,14 @@ class StopRule:
         self.best_fz: torch.Tensor | None = None
         self.history: list[torch.Tensor] = []
 
-    def observe(self, z: torch.Tensor, obj: torch.Tensor, fz: torch.Tensor) -> bool:
-        """Record the objective ``obj`` ``(B,)`` of the evaluated iterate ``z``; False when every sample has stopped."""
+    def observe(self, z: torch.Tensor, obj: torch.Tensor, fz: torch.Tensor, use_tol: bool = True) -> bool:
+        """Record the objective ``obj`` ``(B,)`` of the evaluated iterate ``z``; False when every sample has stopped.
+
+        ``use_tol=False``: skip the plain-descent ``tol`` test (the naive solver applies it to the
+        objective of its extra forward instead).
+        """
+        if self.first is None:
+            self.first = obj
         if self.keep_best:
             if self.best_obj is None:
                 self.best_obj, self.best_z, self.best_fz = obj.clone(), z.clone(), fz.clone()
@@ -129,10 +139,13 @@ class StopRule:
             if self.tol > 0 and len(self.history) > self.WINDOW:
                 old = self.history[-1 - self.WINDOW]
                 self.active = self.active & (relative_change(old, self.best_obj) >= self.tol)
-        elif self.tol > 0 and self.prev is not None:
+        elif use_tol and self.tol > 0 and self.prev is not None:
             self.active = self.active & (relative_change(self.prev, obj) >= self.tol)
+        if self.ratio > 0:
+            level = self.best_obj if self.keep_best else obj
+            self.active = self.active & (level > self.ratio * self.first)
         self.prev = obj
-        return self.tol <= 0 or bool(self.active.any())
+        return (self.tol <= 0 and self.ratio <= 0) or bool(self.active.any())
 
     def result(self, z: torch.Tensor, z_eval: torch.Tensor, fz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(z_star, evaluated iterate, its F)``: the best iterate with momentum, else the last ``z``."""
@@ -151,6 +164,7 @@ def wgf_solve(
     tol: float = 0.0,
     momentum: float = 0.0,
     nesterov: bool = False,
+    ratio: float = 0.0,
 ) -> tuple[torch.Tensor, dict]:
     """Run the fast WGF from ``z0`` ``(B, K, p)`` with ``mask`` ``(B, K)`` (``movable`` default: ``mask``).
 
@@ -163,7 +177,7 @@ def wgf_solve(
     index = rows_index(movable)
     z = z0.detach().clone()
     upd = ParticleUpdate(step, momentum, nesterov)
-    rule = StopRule(tol, momentum, z.shape[0], z.device)
+    rule = StopRule(tol, momentum, z.shape[0], z.device, ratio)
     trace: list[torch.Tensor] = []
     z_eval, fz = z, z
     for _ in range(iters):
