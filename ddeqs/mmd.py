@@ -102,6 +102,11 @@ def signed_energy_with_grads(pts: torch.Tensor, w: torch.Tensor) -> tuple[torch.
     return mmd2, g
 
 
+def particle_counts(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Real rows per sample ``n_b`` as ``(B, 1)`` (at least 1)."""
+    return mask.sum(1, keepdim=True).clamp_min(1).to(dtype)
+
+
 def rows_index(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Gather index of the True entries of ``rows`` ``(B, K)``, in order, padded to ``R = max_b n_b``.
 
@@ -124,6 +129,7 @@ def paired_mmd2_with_grads(
     mask: torch.Tensor,
     movable: torch.Tensor,
     index: tuple[torch.Tensor, torch.Tensor] | None = None,
+    counts: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``MMD²(z, fz)`` ``(B,)`` and ``∂(½MMD²)/∂z``, ``∂(½MMD²)/∂fz`` ``(B, K, p)`` for clouds that
     coincide outside ``movable`` (``fz[b, i] == z[b, i]`` where ``mask & ~movable``).
@@ -131,12 +137,13 @@ def paired_mmd2_with_grads(
     Both clouds weigh ``1/n_b`` per real row (``n_b = mask[b].sum()``). The coinciding rows cancel
     exactly in ``μ - ν`` (completion: the fixed input particles), so only the movable rows enter the
     distance matrix: ``(2R)²`` instead of ``(2K)²`` entries, ``R`` = most movable rows of a sample.
-    ``index``: :func:`rows_index` of ``movable`` (pass it to avoid a host sync per call). Gradients
+    ``index``: :func:`rows_index` of ``movable`` (pass it to avoid a host sync per call); ``counts``:
+    ``n_b`` as ``(B, 1)`` in ``z``'s dtype (pass it to compute it once per solve). Gradients
     are zero outside ``movable``. Same values as :func:`riesz_mmd2_with_grads` up to rounding.
     """
     with torch.no_grad():
         movable = movable & mask
-        n = mask.sum(1, keepdim=True).clamp_min(1).to(z.dtype)
+        n = particle_counts(mask, z.dtype) if counts is None else counts
         if index is None:
             index = rows_index(movable)
         if index is None:  # every row may move: nothing to drop

@@ -29,7 +29,7 @@ from typing import Callable
 
 import torch
 
-from ddeqs.mmd import paired_mmd2_with_grads, rows_index
+from ddeqs.mmd import paired_mmd2_with_grads, particle_counts, rows_index
 
 Func = Callable[[torch.Tensor], torch.Tensor]
 
@@ -44,6 +44,7 @@ def wgf_gradient(
     mask: torch.Tensor,
     movable: torch.Tensor,
     index: tuple[torch.Tensor, torch.Tensor] | None = None,
+    counts: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One fast-path gradient evaluation at ``z`` ``(B, K, p)``.
 
@@ -51,16 +52,18 @@ def wgf_gradient(
     and ``grad`` the particle (Wasserstein) gradient, zero on rows where ``movable`` is False.
     Parameter ``.grad`` fields are never touched (the VJP is taken w.r.t. ``z`` only).
     ``func`` must return ``z``'s own values on rows that are not ``movable``; ``index``:
-    :func:`ddeqs.mmd.rows_index` of ``movable & mask`` (optional, saves a host sync).
+    :func:`ddeqs.mmd.rows_index` of ``movable & mask`` and ``counts``:
+    :func:`ddeqs.mmd.particle_counts` of ``mask`` (both optional; :func:`wgf_solve` computes them
+    once per solve instead of at every step).
     """
     with torch.enable_grad():
         zr = z.detach().requires_grad_(True)
         fz = func(zr)
-        mmd2, gz, gfz = paired_mmd2_with_grads(zr.detach(), fz.detach(), mask, movable, index)
+        n = particle_counts(mask, z.dtype) if counts is None else counts
+        mmd2, gz, gfz = paired_mmd2_with_grads(zr.detach(), fz.detach(), mask, movable, index, n)
         (vjp,) = torch.autograd.grad(fz, zr, gfz, allow_unused=True)
     g = gz if vjp is None else gz + vjp
-    n = mask.sum(1).clamp_min(1).to(g.dtype)[:, None, None]
-    g = torch.where(_rows(movable), g * n, torch.zeros((), dtype=g.dtype, device=g.device))
+    g = torch.where(_rows(movable), g * n.unsqueeze(-1), torch.zeros((), dtype=g.dtype, device=g.device))
     return 0.5 * mmd2, g, fz.detach()
 
 
@@ -175,13 +178,14 @@ def wgf_solve(
     """
     movable = mask if movable is None else movable & mask
     index = rows_index(movable)
+    counts = particle_counts(mask, z0.dtype)
     z = z0.detach().clone()
     upd = ParticleUpdate(step, momentum, nesterov)
     rule = StopRule(tol, momentum, z.shape[0], z.device, ratio)
     trace: list[torch.Tensor] = []
     z_eval, fz = z, z
     for _ in range(iters):
-        obj, g, fz = wgf_gradient(func, z, mask, movable, index)
+        obj, g, fz = wgf_gradient(func, z, mask, movable, index, counts)
         z_eval = z
         trace.append(obj)
         if not rule.observe(z, obj, fz):
