@@ -9,8 +9,9 @@ import torch
 from ddeqs.bench.memory import PeakMemory
 from ddeqs.bench.momentum import first_reach, first_stay
 from ddeqs.bench.problem import ProblemSpec, build_problem, problem_config
-from ddeqs.bench.step import compare_fixed_points, measure_steps
+from ddeqs.bench.step import compare_fixed_points, measure_steps, run_step_benches
 from ddeqs.cli import main as cli_main
+from ddeqs.errors import DDEQError
 from ddeqs.solver.wgf import wgf_solve
 
 TINY = ("model.z_dim=16", "model.bilinear_dim=4", "model.heads=4", "model.ffn_dim=32", "model.coupling_width=8")
@@ -41,6 +42,23 @@ def test_step_measurement_reports_time_iterations_and_memory():
     assert len(r.step_seconds) == 2 and r.median_step_s > 0 and r.inner_iters == 4
     assert r.per_iter_ms == pytest.approx(1000 * r.median_step_s / 4)
     assert r.device == "cpu" and r.peak_mem_mib is not None and r.peak_mem_mib >= 0
+
+
+def test_isolated_configurations_run_interleaved_in_their_own_processes():
+    """One spawned process per configuration; every configuration gets its timed steps and memory."""
+    specs = [ProblemSpec(batch=2, points=16, iters=n, impl=impl, overrides=TINY)
+             for n, impl in ((3, "fast"), (3, "naive"), (5, "fast"))]
+    results = run_step_benches(specs, repeats=3, warmup=0, threads=1)
+    assert [(r.spec["impl"], r.spec["iters"], r.inner_iters) for r in results] == [
+        ("fast", 3, 3), ("naive", 3, 3), ("fast", 5, 5)]
+    for r in results:
+        assert len(r.step_seconds) == 3 and all(t > 0 for t in r.step_seconds)
+        assert r.threads == 1 and r.peak_mem_mib is not None
+
+
+def test_isolated_worker_errors_reach_the_caller():
+    with pytest.raises(DDEQError, match="worker for fast / 2 iterations failed: .*device"):
+        run_step_benches([ProblemSpec(batch=2, points=16, iters=2, device="cuda:99", overrides=TINY)], repeats=1)
 
 
 def test_peak_memory_sees_a_temporary_allocation():

@@ -4,13 +4,18 @@ One step = the inner WGF solve (``solver.iters`` iterations, no early stop) + to
 phantom-gradient backward + the Adam step (:meth:`BenchProblem.train_step`). After ``warmup``
 untimed steps, ``repeats`` steps are timed (CUDA synchronised) and the median is reported, with
 the median divided by the inner iterations, the peak memory of the timed steps
-(:mod:`ddeqs.bench.memory`) and the device. ``isolate=True`` runs each configuration in a fresh
-spawned process, so memory figures of one configuration do not leak into the next.
+(:mod:`ddeqs.bench.memory`) and the device.
+
+:func:`run_step_benches` (``isolate=True``, the default of ``ddeqs bench step``) runs each
+configuration in its own spawned process, so memory figures of one configuration do not leak
+into the next, and **interleaves** the timed steps: round ``r`` times step ``r`` of every
+configuration, one process at a time, in alternating order. A shared machine whose speed
+drifts during the run then slows all configurations alike, so their ratio stays meaningful
+(timing all steps of one configuration, then all of the next, puts the drift into the ratio).
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import multiprocessing as mp
 import statistics
 import time
@@ -20,6 +25,7 @@ import torch
 
 from ddeqs.bench.memory import PeakMemory
 from ddeqs.bench.problem import ProblemSpec, build_problem
+from ddeqs.errors import DDEQError
 
 
 @dataclass
@@ -45,27 +51,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_steps(spec: ProblemSpec, repeats: int = 5, warmup: int = 1, threads: int | None = None) -> StepResult:
-    """Time ``repeats`` training steps of ``spec`` in this process (see module doc)."""
+def _result(spec: ProblemSpec, problem, times: list[float], iters: int, pm: PeakMemory) -> StepResult:  # type: ignore[no-untyped-def]
     from ddeqs.training.seeding import device_label
 
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be >= 1 and warmup >= 0 (got {repeats}, {warmup})")
-    if threads:
-        torch.set_num_threads(threads)
-    problem = build_problem(spec)
-    for _ in range(warmup):
-        problem.train_step()
-    _sync(problem.device)
-    times: list[float] = []
-    iters = 0
-    with PeakMemory(problem.device) as pm:
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            info = problem.train_step()
-            _sync(problem.device)
-            times.append(time.perf_counter() - t0)
-            iters = int(info.get("iters", 0))
     med = statistics.median(times)
     return StepResult(
         spec=spec.label(), device=device_label(problem.device), threads=torch.get_num_threads(),
@@ -74,14 +62,117 @@ def measure_steps(spec: ProblemSpec, repeats: int = 5, warmup: int = 1, threads:
     )
 
 
+def _check_counts(repeats: int, warmup: int) -> None:
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0 (got {repeats}, {warmup})")
+
+
+def _timed_step(problem) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+    t0 = time.perf_counter()
+    info = problem.train_step()
+    _sync(problem.device)
+    return time.perf_counter() - t0, int(info.get("iters", 0))
+
+
+def _ready(spec: ProblemSpec, warmup: int, threads: int | None):  # type: ignore[no-untyped-def]
+    if threads:
+        torch.set_num_threads(threads)
+    problem = build_problem(spec)
+    for _ in range(warmup):
+        problem.train_step()
+    _sync(problem.device)
+    return problem
+
+
+def measure_steps(spec: ProblemSpec, repeats: int = 5, warmup: int = 1, threads: int | None = None) -> StepResult:
+    """Time ``repeats`` training steps of ``spec`` in this process (see module doc)."""
+    _check_counts(repeats, warmup)
+    problem = _ready(spec, warmup, threads)
+    times: list[float] = []
+    iters = 0
+    with PeakMemory(problem.device) as pm:
+        for _ in range(repeats):
+            dt, iters = _timed_step(problem)
+            times.append(dt)
+    return _result(spec, problem, times, iters, pm)
+
+
+def _step_worker(conn, spec: ProblemSpec, warmup: int, threads: int | None) -> None:  # type: ignore[no-untyped-def]
+    """Spawned process of :func:`run_step_benches`: build and warm up, then one timed step per ``"step"``."""
+    try:
+        problem = _ready(spec, warmup, threads)
+        conn.send(("ready", None))
+        times: list[float] = []
+        iters = 0
+        with PeakMemory(problem.device) as pm:
+            while conn.recv() == "step":
+                dt, iters = _timed_step(problem)
+                times.append(dt)
+                conn.send(("step", dt))
+        conn.send(("done", _result(spec, problem, times, iters, pm)))
+    except Exception as err:  # noqa: BLE001 - reported to the parent, which raises it
+        conn.send(("error", (isinstance(err, DDEQError), f"{type(err).__name__}: {err}")))
+    finally:
+        conn.close()
+
+
+def _receive(conn, proc, spec: ProblemSpec):  # type: ignore[no-untyped-def]
+    try:
+        kind, value = conn.recv()
+    except EOFError:
+        raise RuntimeError(f"benchmark worker for {spec.impl} / {spec.iters} iterations died "
+                           f"(exit code {proc.exitcode}); out of memory?") from None
+    if kind == "error":
+        input_error, text = value  # input errors (a bad device, config) stay DDEQError: no traceback in the CLI
+        raise (DDEQError if input_error else RuntimeError)(
+            f"benchmark worker for {spec.impl} / {spec.iters} iterations failed: {text}")
+    return value
+
+
+def run_step_benches(
+    specs: list[ProblemSpec], repeats: int = 5, warmup: int = 1, threads: int | None = None, isolate: bool = True
+) -> list[StepResult]:
+    """:func:`measure_steps` of every spec; with ``isolate`` one spawned process each, timed steps interleaved.
+
+    Interleaving (see module doc): round ``r`` times step ``r`` of every spec, one process at a
+    time (the others wait), forwards in even rounds and backwards in odd ones.
+    """
+    _check_counts(repeats, warmup)
+    if not isolate:
+        return [measure_steps(spec, repeats, warmup, threads) for spec in specs]
+    ctx = mp.get_context("spawn")
+    workers = []
+    try:
+        for spec in specs:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_step_worker, args=(child, spec, warmup, threads), daemon=True)
+            proc.start()
+            child.close()
+            workers.append((parent, proc, spec))
+        for conn, proc, spec in workers:  # warm-ups run side by side; nothing is timed yet
+            _receive(conn, proc, spec)
+        for r in range(repeats):
+            for conn, proc, spec in (workers if r % 2 == 0 else workers[::-1]):
+                conn.send("step")
+                _receive(conn, proc, spec)
+        results = []
+        for conn, proc, spec in workers:
+            conn.send("done")
+            results.append(_receive(conn, proc, spec))
+        return results
+    finally:
+        for conn, proc, _ in workers:
+            conn.close()
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+
+
 def run_step_bench(
     spec: ProblemSpec, repeats: int = 5, warmup: int = 1, threads: int | None = None, isolate: bool = True
 ) -> StepResult:
     """:func:`measure_steps`, in a fresh spawned process when ``isolate`` (default)."""
-    if not isolate:
-        return measure_steps(spec, repeats, warmup, threads)
-    with cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
-        return pool.submit(measure_steps, spec, repeats, warmup, threads).result()
+    return run_step_benches([spec], repeats, warmup, threads, isolate)[0]
 
 
 def compare_fixed_points(spec: ProblemSpec, iters: int = 20, dtype: torch.dtype = torch.float64) -> float:

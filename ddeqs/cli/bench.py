@@ -56,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also compare Z* of fast and naive (shared weights, input and Z0, float64)")
     p.add_argument("--check-iters", type=int, default=20, help="inner iterations of the --check solves (default: 20)")
     p.add_argument("--no-isolate", dest="isolate", action="store_false",
-                   help="run every configuration in this process (memory figures then overlap)")
+                   help="run every configuration in this process, one after the other (memory figures then "
+                        "overlap); default: one process per configuration, timed steps interleaved")
     p.set_defaults(func=step_cmd)
 
     p = sub.add_parser("momentum", help="iterations momentum needs to reach plain descent's objective",
@@ -96,7 +97,7 @@ def _mib(v: float | None) -> str:
 
 
 def step_cmd(args: argparse.Namespace) -> int:
-    from ddeqs.bench.step import compare_fixed_points, run_step_bench
+    from ddeqs.bench.step import compare_fixed_points, run_step_benches
     from ddeqs.config import ConfigError
 
     _validate(args)
@@ -109,26 +110,28 @@ def step_cmd(args: argparse.Namespace) -> int:
     problem_config(base)  # validate --set keys before spawning anything
     from dataclasses import replace
 
-    results = []
     print(f"ddeqs bench step: task {args.task}, shape {args.shape}, batch {args.batch}, {args.points} points, "
           f"{'Z of ' + str(args.z_particles) if args.task == 'classification' else 'slots ' + str(args.points + -(-args.points * 11 // 40))}, "
-          f"median of {args.repeats} steps after {args.warmup} warm-up", flush=True)
+          f"median of {args.repeats} steps after {args.warmup} warm-up"
+          f"{', one process per configuration, steps interleaved' if args.isolate else ''}", flush=True)
     header = f"{'impl':<6} {'iters':>6} {'step s (median)':>16} {'ms / inner iter':>16} {'peak MiB':>10}  device"
     print(header)
-    for iters in args.iters:
-        for impl in args.impl:
-            r = run_step_bench(replace(base, iters=iters, impl=impl), args.repeats, args.warmup, args.threads,
-                               isolate=args.isolate)
-            results.append(r)
-            print(f"{impl:<6} {iters:>6} {r.median_step_s:>16.4f} {r.per_iter_ms:>16.2f} {_mib(r.peak_mem_mib):>10}  "
-                  f"{r.device} ({r.threads} threads)", flush=True)
+    specs = [replace(base, iters=iters, impl=impl) for iters in args.iters for impl in args.impl]
+    results = run_step_benches(specs, args.repeats, args.warmup, args.threads, isolate=args.isolate)
+    for r in results:
+        print(f"{r.spec['impl']:<6} {r.spec['iters']:>6} {r.median_step_s:>16.4f} {r.per_iter_ms:>16.2f} "
+              f"{_mib(r.peak_mem_mib):>10}  {r.device} ({r.threads} threads)", flush=True)
     summary: dict = {"results": [r.as_dict() for r in results], "ratios": {}, "memory": {}}
     by = {(r.spec["impl"], r.spec["iters"]): r for r in results}
     for iters in args.iters:
         if ("fast", iters) in by and ("naive", iters) in by:
-            ratio = by[("naive", iters)].median_step_s / by[("fast", iters)].median_step_s
+            naive, fast = by[("naive", iters)], by[("fast", iters)]
+            ratio = naive.median_step_s / fast.median_step_s
+            rounds = [n / f for n, f in zip(naive.step_seconds, fast.step_seconds)]
             summary["ratios"][str(iters)] = ratio
-            print(f"speed-up at {iters} iterations: naive / fast = {ratio:.1f}x")
+            summary.setdefault("round_ratios", {})[str(iters)] = rounds
+            spread = f"; per round {min(rounds):.1f}x to {max(rounds):.1f}x" if args.isolate else ""
+            print(f"speed-up at {iters} iterations: naive / fast = {ratio:.1f}x (ratio of the medians{spread})")
     if len(args.iters) > 1:
         lo, hi = min(args.iters), max(args.iters)
         for impl in args.impl:

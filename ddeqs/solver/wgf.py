@@ -4,7 +4,7 @@ Minimises ``G(Z) = ½ MMD²(Z, F(Z))`` (Riesz kernel) over the movable particles
 gradient includes the chain rule through ``F``: per step, with autograd enabled only for ``z``::
 
     fz = func(z)                                     # Z branch of F only (X branch prepared once)
-    mmd2, gz, gfz = paired_mmd2_with_grads(z, fz, m, movable)   # one cdist of the movable rows,
+    mmd2, gz, gfz = plan(z, fz)                      # PairedMMD: one distance matrix of the movable rows,
                                                      # analytic ∂(½MMD²)/∂z, ∂/∂fz
     grad = gz + (∂fz/∂z)ᵀ gfz                        # torch.autograd.grad(fz, z, gfz): VJP w.r.t. z only
     grad *= n_real(Z)                                # Wasserstein gradient: each particle has mass 1/n
@@ -13,7 +13,7 @@ gradient includes the chain rule through ``F``: per step, with autograd enabled 
 
 Rows that cannot move (completion's input particles) coincide in ``Z`` and ``F(Z)`` and cancel in
 ``μ - ν``, so the MMD and its gradients are computed on the movable rows only
-(:func:`ddeqs.mmd.paired_mmd2_with_grads`; the row index is built once per solve).
+(:class:`ddeqs.mmd.PairedMMD`, planned once per solve).
 
 The stopping test uses the objective of the *same* step (no extra forward). Samples whose
 relative objective change falls below ``tol`` freeze individually; the loop ends when all
@@ -29,7 +29,7 @@ from typing import Callable
 
 import torch
 
-from ddeqs.mmd import paired_mmd2_with_grads, particle_counts, rows_index
+from ddeqs.mmd import PairedMMD
 
 Func = Callable[[torch.Tensor], torch.Tensor]
 
@@ -43,27 +43,28 @@ def wgf_gradient(
     z: torch.Tensor,
     mask: torch.Tensor,
     movable: torch.Tensor,
-    index: tuple[torch.Tensor, torch.Tensor] | None = None,
-    counts: torch.Tensor | None = None,
+    plan: PairedMMD | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One fast-path gradient evaluation at ``z`` ``(B, K, p)``.
 
     Returns ``(objective (B,), grad (B, K, p), fz (B, K, p))`` with objective ``½ MMD²(z, func(z))``
     and ``grad`` the particle (Wasserstein) gradient, zero on rows where ``movable`` is False.
     Parameter ``.grad`` fields are never touched (the VJP is taken w.r.t. ``z`` only).
-    ``func`` must return ``z``'s own values on rows that are not ``movable``; ``index``:
-    :func:`ddeqs.mmd.rows_index` of ``movable & mask`` and ``counts``:
-    :func:`ddeqs.mmd.particle_counts` of ``mask`` (both optional; :func:`wgf_solve` computes them
+    ``func`` must return ``z``'s own values on rows that are not ``movable``; ``plan``: the
+    :class:`ddeqs.mmd.PairedMMD` of ``mask``/``movable`` (optional; :func:`wgf_solve` builds it
     once per solve instead of at every step).
     """
+    if plan is None:
+        plan = PairedMMD(mask, movable, z.dtype)
     with torch.enable_grad():
         zr = z.detach().requires_grad_(True)
         fz = func(zr)
-        n = particle_counts(mask, z.dtype) if counts is None else counts
-        mmd2, gz, gfz = paired_mmd2_with_grads(zr.detach(), fz.detach(), mask, movable, index, n)
+        mmd2, gz, gfz = plan(zr.detach(), fz.detach())
         (vjp,) = torch.autograd.grad(fz, zr, gfz, allow_unused=True)
     g = gz if vjp is None else gz + vjp
-    g = torch.where(_rows(movable), g * n.unsqueeze(-1), torch.zeros((), dtype=g.dtype, device=g.device))
+    g = g * plan.counts.unsqueeze(-1)  # Wasserstein gradient: each particle has mass 1/n
+    if plan.keep is not None:
+        g = torch.where(plan.keep, g, torch.zeros((), dtype=g.dtype, device=g.device))
     return 0.5 * mmd2, g, fz.detach()
 
 
@@ -177,15 +178,14 @@ def wgf_solve(
     With momentum, ``z_star`` is each sample's lowest-objective iterate (:class:`StopRule`).
     """
     movable = mask if movable is None else movable & mask
-    index = rows_index(movable)
-    counts = particle_counts(mask, z0.dtype)
+    plan = PairedMMD(mask, movable, z0.dtype)
     z = z0.detach().clone()
     upd = ParticleUpdate(step, momentum, nesterov)
     rule = StopRule(tol, momentum, z.shape[0], z.device, ratio)
     trace: list[torch.Tensor] = []
     z_eval, fz = z, z
     for _ in range(iters):
-        obj, g, fz = wgf_gradient(func, z, mask, movable, index, counts)
+        obj, g, fz = wgf_gradient(func, z, mask, movable, plan)
         z_eval = z
         trace.append(obj)
         if not rule.observe(z, obj, fz):

@@ -17,39 +17,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ddeqs.models.ddeq.attention_kernels import SHORT_KEYS, ConstKV, const_kv_attention, short_attention
 from ddeqs.models.ddeq.layers import DropoutState, FeedForward
 
-KV = tuple[torch.Tensor, torch.Tensor]
-
-
-class _QueryGradAttention(torch.autograd.Function):
-    """Softmax attention ``(B, H, N, c)`` whose backward returns the gradient of the queries only.
-
-    Written by hand because PyTorch's CPU SDPA backward always computes (and zero-fills) the key
-    and value gradients too; inside the inner solve the keys/values of X are constants of the
-    solve (detached), so that work is wasted at every inner step. Values equal
-    ``F.scaled_dot_product_attention`` up to rounding (tested).
-    """
-
-    @staticmethod
-    def forward(ctx, q, k, v, key_mask):  # type: ignore[no-untyped-def, override]
-        scale = q.shape[-1] ** -0.5
-        s = torch.matmul(q, k.transpose(-1, -2)).mul_(scale)
-        if key_mask is not None:
-            s = s.masked_fill_(~key_mask[:, None, None, :], float("-inf"))
-        p = torch.softmax(s, -1)
-        out = torch.matmul(p, v)
-        ctx.save_for_backward(k, v, p, out)
-        ctx.scale = scale
-        return out
-
-    @staticmethod
-    def backward(ctx, dout):  # type: ignore[no-untyped-def, override]
-        k, v, p, out = ctx.saved_tensors
-        dp = torch.matmul(dout, v.transpose(-1, -2))
-        delta = (dout * out).sum(-1, keepdim=True)
-        dq = torch.matmul(dp.sub_(delta).mul_(p), k).mul_(ctx.scale)
-        return dq, None, None, None
+KV = tuple[torch.Tensor, torch.Tensor] | ConstKV
 
 
 class MaskedAttention(nn.Module):
@@ -76,16 +47,21 @@ class MaskedAttention(nn.Module):
     def attend(self, tgt: torch.Tensor, kv: KV, key_mask: torch.Tensor | None) -> torch.Tensor:
         """Queries from ``tgt`` ``(B, N, c)`` attend to ``kv`` with ``key_mask`` ``(B, M)`` -> ``(B, N, c)``.
 
-        ``key_mask`` None: every key is real (no mask is built, SDPA's unmasked kernel runs).
+        ``key_mask`` None: every key is real. ``kv`` a :class:`ConstKV` (the inner solve on CPU):
+        constant keys/values, gradient to the queries only. On CPU, few keys (the Z
+        self-attention) use :func:`short_attention`; otherwise PyTorch's SDPA runs.
         """
         B, N, c = tgt.shape
         q = self._split(self.q(tgt))
-        k, v = kv
-        if q.device.type == "cpu" and q.requires_grad and not (k.requires_grad or v.requires_grad):
-            out = _QueryGradAttention.apply(q, k, v, key_mask)  # inner solve on CPU: constant K/V
+        if isinstance(kv, ConstKV):
+            out = const_kv_attention(q, kv, key_mask)
         else:
-            mask = None if key_mask is None else key_mask[:, None, None, :]
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            k, v = kv
+            if q.device.type == "cpu" and k.shape[-2] <= SHORT_KEYS:
+                out = short_attention(q, k, v, key_mask)
+            else:
+                mask = None if key_mask is None else key_mask[:, None, None, :]
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.o(out.transpose(1, 2).reshape(B, N, c))
 
 

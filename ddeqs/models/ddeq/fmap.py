@@ -56,6 +56,7 @@ import torch.nn as nn
 
 from ddeqs.mmd import rows_index
 from ddeqs.models.ddeq.attention import KV, EncoderLayer
+from ddeqs.models.ddeq.attention_kernels import ConstKV
 from ddeqs.models.ddeq.layers import DropoutState, EmbedMLP, FeedForward, masked_mean, zero_padding
 
 
@@ -77,11 +78,18 @@ class FContext:
     def detached(self) -> "FContext":
         """Same context without autograd history (for the inner solve); shares the dropout masks.
 
-        Keys/values are made contiguous once here, not re-laid out by every inner step's matmul.
+        Keys/values are laid out once here, not by every inner step's matmul: on CPU as
+        :class:`ConstKV` for the hand-written query-gradient kernel, elsewhere contiguous for SDPA.
         """
+        kv: list[KV] = []
+        for k, v in self.kv:  # type: ignore[misc]
+            if k.device.type == "cpu":
+                kv.append(ConstKV.from_kv(k, v))
+            else:
+                kv.append((k.detach().contiguous(), v.detach().contiguous()))
         return replace(
             self,
-            kv=[(k.detach().contiguous(), v.detach().contiguous()) for k, v in self.kv],
+            kv=kv,
             alpha_x=self.alpha_x.detach(),
             beta_x=None if self.beta_x is None else self.beta_x.detach(),
         )
