@@ -91,3 +91,16 @@ def test_masked_attention_dispatch_gives_the_same_layer_output() -> None:
         ref = attn.o(_reference(q, k, v, mask).transpose(1, 2).reshape(2, 5, 16))
         torch.testing.assert_close(plain, ref, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(const, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_long_rows_softmax_fallback_allocates_and_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the in-place softmax (a PyTorch refusing the aliasing) the kernel gives the same values."""
+    import ddeqs.models.ddeq.attention_kernels as kernels
+
+    B, H, N, M, c = 2, 3, 4, SHORT_KEYS + 10, 4
+    q, k, v = _heads(B, H, N, c, 0), _heads(B, H, M, c, 1), _heads(B, H, M, c, 2)
+    inplace = const_kv_attention(q, ConstKV.from_kv(k, v), None)
+    monkeypatch.setattr(kernels, "_INPLACE_SOFTMAX", [False])
+    allocated = const_kv_attention(q, ConstKV.from_kv(k, v), None)
+    torch.testing.assert_close(inplace, allocated, rtol=0, atol=0)
+    torch.testing.assert_close(allocated, _reference(q, k, v, None), rtol=1e-12, atol=1e-12)
