@@ -61,7 +61,7 @@ class ConstKV:
 
     ``kt`` ``(B, H, c, M)``: keys transposed; ``basis`` ``(B, H, 2c + c², M)``: per key ``j`` the
     column ``[v_j; k_j; vec(v_j k_jᵀ)]``. One product ``basis Pᵀ`` then gives the attention output
-    ``P v`` together with the two sums the query gradient needs (see :class:`_ConstKVAttention`).
+    ``P v`` together with the two sums the query gradient needs (see :func:`const_kv_forward`).
     """
 
     kt: torch.Tensor
@@ -77,8 +77,10 @@ class ConstKV:
         return ConstKV(kt=k.transpose(-1, -2).contiguous(), basis=basis)
 
 
-class _ConstKVAttention(torch.autograd.Function):
-    """Attention to constant keys/values; the backward returns the query gradient only.
+def const_kv_forward(
+    q: torch.Tensor, kv: ConstKV, key_mask: torch.Tensor | None, need_grad: bool
+) -> tuple[torch.Tensor, tuple | None]:
+    """Attention of ``q`` ``(B, H, N, c)`` to the constant ``kv``: ``(out (B, H, N, c), saved)``.
 
     With ``s = scale · q kᵀ``, ``p = softmax(s)``, ``out = p v`` and ``δ_i = dout_i · out_i``, the
     usual ``dq_i = scale · Σ_j p_ij (dout_i · v_j - δ_i) k_j`` regroups into::
@@ -86,70 +88,94 @@ class _ConstKVAttention(torch.autograd.Function):
         dq_i = scale · (W_iᵀ dout_i - δ_i (p k)_i),   W_i = Σ_j p_ij v_j k_jᵀ  (c × c)
 
     ``W_i`` and ``(p k)_i`` come from the forward's single product with ``basis`` (``2c + c²`` = 24
-    rows instead of ``c``), so the backward never touches an ``(N, M)`` array: ``p`` is neither kept
-    nor re-read, and no ``dout vᵀ`` is formed. This halves the memory traffic of the step.
+    rows instead of ``c``), so the backward (:func:`const_kv_backward`) never touches an ``(N, M)``
+    array: ``p`` is neither kept nor re-read, and no ``dout vᵀ`` is formed. ``saved`` is None
+    unless ``need_grad``.
     """
-
-    @staticmethod
-    def forward(ctx, q, kt, basis, key_mask):  # type: ignore[no-untyped-def, override]
-        c = q.shape[-1]
-        scale = c**-0.5
-        p = _softmax_(_masked_scores(torch.matmul(q * scale, kt), key_mask))  # (B, H, N, M)
-        rows = basis if ctx.needs_input_grad[0] else basis[:, :, :c]  # no gradient: P v only
-        r = torch.matmul(rows, p.transpose(-1, -2))  # (B, H, rows, N)
-        out_t = r[:, :, :c]
-        if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(out_t, r[:, :, c : 2 * c], r[:, :, 2 * c :])
-            ctx.scale = scale
-        return out_t.transpose(-1, -2)
-
-    @staticmethod
-    def backward(ctx, dout):  # type: ignore[no-untyped-def, override]
-        out_t, pk_t, w = ctx.saved_tensors  # (B, H, c, N), (B, H, c, N), (B, H, c·c, N)
-        B, H, c, N = out_t.shape
-        dout_t = dout.transpose(-1, -2)  # (B, H, c, N)
-        delta = (dout_t * out_t).sum(-2, keepdim=True)  # (B, H, 1, N)
-        wd = (w.view(B, H, c, c, N) * dout_t.unsqueeze(-2)).sum(-3)  # Σ_c dout_ic W_i[c, d]: (B, H, c, N)
-        dq_t = (wd - delta * pk_t).mul_(ctx.scale)
-        return dq_t.transpose(-1, -2), None, None, None
+    c = q.shape[-1]
+    scale = c**-0.5
+    p = _softmax_(_masked_scores(torch.matmul(q * scale, kv.kt), key_mask))  # (B, H, N, M)
+    rows = kv.basis if need_grad else kv.basis[:, :, :c]  # no gradient: P v only
+    r = torch.matmul(rows, p.transpose(-1, -2))  # (B, H, rows, N)
+    out_t = r[:, :, :c]
+    saved = (out_t, r[:, :, c : 2 * c], r[:, :, 2 * c :], scale) if need_grad else None
+    return out_t.transpose(-1, -2), saved
 
 
-class _ShortAttention(torch.autograd.Function):
-    """Attention over few keys (``M`` up to :data:`SHORT_KEYS`) with a full, hand-written backward.
+def const_kv_backward(saved: tuple, dout: torch.Tensor) -> torch.Tensor:
+    """Query gradient ``(B, H, N, c)`` of :func:`const_kv_forward` for ``dout`` ``(B, H, N, c)``."""
+    out_t, pk_t, w, scale = saved  # (B, H, c, N), (B, H, c, N), (B, H, c·c, N)
+    B, H, c, N = out_t.shape
+    dout_t = dout.transpose(-1, -2)  # (B, H, c, N)
+    delta = (dout_t * out_t).sum(-2, keepdim=True)  # (B, H, 1, N)
+    wd = (w.view(B, H, c, c, N) * dout_t.unsqueeze(-2)).sum(-3)  # Σ_c dout_ic W_i[c, d]: (B, H, c, N)
+    return (wd - delta * pk_t).mul_(scale).transpose(-1, -2)
 
-    ``ds = p ⊙ (dout vᵀ - δ)``, ``dq = scale · ds k``, ``dk = scale · dsᵀ q``, ``dv = pᵀ dout``;
-    only the gradients autograd asks for are computed.
+
+def short_forward(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None
+) -> tuple[torch.Tensor, tuple]:
+    """Attention over few keys (``M`` up to :data:`SHORT_KEYS`): ``(out (B, H, N, c), saved)``."""
+    scale = q.shape[-1] ** -0.5
+    p = _softmax_(_masked_scores(torch.matmul(q * scale, k.transpose(-1, -2)), key_mask))
+    out = torch.matmul(p, v)
+    return out, (q, k, v, p, out, scale)
+
+
+def short_backward(
+    saved: tuple, dout: torch.Tensor, need_q: bool = True, need_k: bool = True, need_v: bool = True
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """``(dq, dk, dv)`` of :func:`short_forward` (None where not needed).
+
+    ``ds = p ⊙ (dout vᵀ - δ)``, ``dq = scale · ds k``, ``dk = scale · dsᵀ q``, ``dv = pᵀ dout``.
     """
+    q, k, v, p, out, scale = saved
+    dq = dk = dv = None
+    if need_v:
+        dv = torch.matmul(p.transpose(-1, -2), dout)
+    if need_q or need_k:
+        delta = (dout * out).sum(-1, keepdim=True)
+        ds = torch.matmul(dout, v.transpose(-1, -2)).sub_(delta).mul_(p).mul_(scale)
+        if need_q:
+            dq = torch.matmul(ds, k)
+        if need_k:
+            dk = torch.matmul(ds.transpose(-1, -2), q)
+    return dq, dk, dv
+
+
+class _ConstKVAttention(torch.autograd.Function):
+    """:func:`const_kv_forward` / :func:`const_kv_backward` for autograd (query gradient only)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, key_mask):  # type: ignore[no-untyped-def, override]
-        scale = q.shape[-1] ** -0.5
-        p = _softmax_(_masked_scores(torch.matmul(q * scale, k.transpose(-1, -2)), key_mask))
-        out = torch.matmul(p, v)
-        ctx.save_for_backward(q, k, v, p, out)
-        ctx.scale = scale
+    def forward(ctx, q, kv, key_mask):  # type: ignore[no-untyped-def, override]
+        out, ctx.saved = const_kv_forward(q, kv, key_mask, ctx.needs_input_grad[0])
         return out
 
     @staticmethod
     def backward(ctx, dout):  # type: ignore[no-untyped-def, override]
-        q, k, v, p, out = ctx.saved_tensors
+        return const_kv_backward(ctx.saved, dout), None, None
+
+
+class _ShortAttention(torch.autograd.Function):
+    """:func:`short_forward` / :func:`short_backward` for autograd (only the gradients asked for)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, key_mask):  # type: ignore[no-untyped-def, override]
+        out, saved = short_forward(q, k, v, key_mask)
+        ctx.save_for_backward(*saved[:5])
+        ctx.scale = saved[5]
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):  # type: ignore[no-untyped-def, override]
         need_q, need_k, need_v, _ = ctx.needs_input_grad
-        dq = dk = dv = None
-        if need_v:
-            dv = torch.matmul(p.transpose(-1, -2), dout)
-        if need_q or need_k:
-            delta = (dout * out).sum(-1, keepdim=True)
-            ds = torch.matmul(dout, v.transpose(-1, -2)).sub_(delta).mul_(p).mul_(ctx.scale)
-            if need_q:
-                dq = torch.matmul(ds, k)
-            if need_k:
-                dk = torch.matmul(ds.transpose(-1, -2), q)
+        dq, dk, dv = short_backward((*ctx.saved_tensors, ctx.scale), dout, need_q, need_k, need_v)
         return dq, dk, dv, None
 
 
 def const_kv_attention(q: torch.Tensor, kv: ConstKV, key_mask: torch.Tensor | None) -> torch.Tensor:
     """Softmax attention ``(B, H, N, c)`` of ``q`` to the constant ``kv``; gradient to ``q`` only."""
-    return _ConstKVAttention.apply(q, kv.kt, kv.basis, key_mask)
+    return _ConstKVAttention.apply(q, kv, key_mask)
 
 
 def short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:

@@ -9,6 +9,8 @@ step (and differentiates w.r.t. ``z`` only):
   unmasked attention kernels run and no select is done per step; :meth:`FContext.dense`);
 * only the movable rows go through the row-wise tail of F (:meth:`FMap.apply_rows`) when some
   rows are fixed (completion: the input particles) or padding; the others are returned as ``z``;
+* every particle real and moving, no dropout, CPU (classification): F's Z branch runs as one
+  autograd node with a hand-written input gradient (:mod:`ddeqs.models.ddeq.zbranch_vjp`);
 * ``solver.bf16``: the Z branch runs under bf16 autocast on CUDA; its output is cast back, so
   the MMD gradient and the particle update stay in the dtype of ``z`` (fp32);
 * ``solver.compile``: the step is ``torch.compile``-d (``dynamic=False``; one compiled graph per
@@ -29,6 +31,7 @@ import torch
 
 from ddeqs.config import SolverConfig
 from ddeqs.models.ddeq.fmap import FContext, FMap, RowSubset
+from ddeqs.models.ddeq.zbranch_vjp import ZBranch, applies
 
 StepFunc = Callable[[torch.Tensor], torch.Tensor]
 
@@ -93,7 +96,12 @@ def make_solve_func(
     if cfg.bf16 and not bf16:
         warn_once("bf16", "solver.bf16 only applies on CUDA; the inner solve runs in full precision here")
 
+    manual = (not cfg.compile and not bf16 and step_mask is None and step_movable is None
+              and applies(fmap, ctx, z_mask.shape[1], rows is None))
+
     def eager(z: torch.Tensor) -> torch.Tensor:
+        if manual:  # every row real and moving: F(z) itself, one autograd node with a hand-written VJP
+            return ZBranch.apply(z, fmap, ctx)
         return z_step(fmap, z, step_mask, step_movable, ctx, rows, bf16)
 
     if not cfg.compile:
