@@ -3,7 +3,10 @@
 ``step``: median time of full training steps (inner WGF solve + phantom-gradient backward + Adam
 step) per implementation and iteration count, time per inner iteration, peak memory of the
 steps, device; the naive/fast ratio when both are timed, the memory growth between iteration
-counts, and (``--check``) the agreement of Z* between the two implementations.
+counts, and (``--check``) the agreement of Z* between the two implementations. Each
+configuration runs in its own process and their timed steps are interleaved (round r times step
+r of every configuration), so a shared machine's drift in speed does not enter the ratio; the
+range of the per-round ratios is printed with it.
 
 ``momentum``: inner iterations that heavy-ball / Nesterov momentum need to reach the objective
 plain descent reaches after ``--iters`` iterations (paper: 200), and where the relative-objective
