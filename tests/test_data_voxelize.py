@@ -28,9 +28,14 @@ def test_never_more_than_max_points() -> None:
             pts[:, 1:] *= 1e-3
         if shape == "plane":
             pts[:, 2] = 0.0
+        cloud = normalize(pts)
         for max_points in (800, 300):
-            out, _ = downsample_to(normalize(pts), max_points=max_points, min_points=max_points * 5 // 8)
-            assert 1 <= len(out) <= max_points
+            min_points = max_points * 5 // 8
+            out, voxel = downsample_to(cloud, max_points=max_points, min_points=min_points)
+            assert min_points <= len(out) <= max_points, (shape, max_points, len(out))
+            assert voxel is not None and voxel > 0
+            # voxel centroids stay inside the input's bounding box
+            assert (out.min(0) >= cloud.min(0) - 1e-5).all() and (out.max(0) <= cloud.max(0) + 1e-5).all()
 
 
 def test_small_cloud_is_kept_whole() -> None:
