@@ -87,11 +87,6 @@ def _ffn_t(df: torch.Tensor, u: torch.Tensor, m: FeedForward) -> torch.Tensor:
     return _linear_t(_relu_backward(_linear_t(df, m.fc2), u, 0.0), m.fc1)
 
 
-def _split(h: torch.Tensor, heads: int) -> torch.Tensor:  # (B, N, C) -> (B, H, N, C/H)
-    B, N, C = h.shape
-    return h.view(B, N, heads, C // heads).transpose(1, 2)
-
-
 def _merge(a: torch.Tensor) -> torch.Tensor:  # (B, H, N, c) -> (B, N, H·c)
     B, H, N, c = a.shape
     return a.transpose(1, 2).reshape(B, N, H * c)
@@ -101,10 +96,10 @@ def _encoder(
     h: torch.Tensor, m: EncoderLayer, kv: ConstKV | None, key_mask: torch.Tensor | None
 ) -> tuple[torch.Tensor, tuple]:
     """Post-norm encoder layer: self-attention when ``kv`` is None, else attention to ``kv``."""
-    att, H = m.attn, m.attn.heads
-    q = _split(_linear(h, att.q), H)
+    att = m.attn
+    q = att._split(_linear(h, att.q))
     if kv is None:
-        a, sa = short_forward(q, _split(_linear(h, att.k), H), _split(_linear(h, att.v), H), None)
+        a, sa = short_forward(q, att._split(_linear(h, att.k)), att._split(_linear(h, att.v)), None)
     else:
         a, sa = const_kv_forward(q, kv, key_mask, True)
     h1, s1 = _norm(h + _linear(_merge(a), att.o), m.norm1)
@@ -115,10 +110,10 @@ def _encoder(
 
 def _encoder_t(dh2: torch.Tensor, saved: tuple, m: EncoderLayer) -> torch.Tensor:
     self_attn, sa, s1, u, s2 = saved
-    att, H = m.attn, m.attn.heads
+    att = m.attn
     dr2 = _norm_t(dh2, s2, m.norm2)
     dr1 = _norm_t(dr2 + _ffn_t(dr2, u, m.ffn), s1, m.norm1)
-    da = _split(_linear_t(dr1, att.o), H)
+    da = att._split(_linear_t(dr1, att.o))
     if self_attn:
         dq, dk, dv = short_backward(sa, da)
         return dr1 + _linear_t(_merge(dq), att.q) + _linear_t(_merge(dk), att.k) + _linear_t(_merge(dv), att.v)
