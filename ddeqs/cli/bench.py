@@ -1,4 +1,4 @@
-"""``ddeqs bench step|momentum``: speed and memory of the DDEQ forward solver (figures, not tests).
+"""``ddeqs bench step|momentum|composition``: speed and memory of the DDEQ forward solver (figures, not tests).
 
 ``step``: median time of full training steps (inner WGF solve + phantom-gradient backward + Adam
 step) per implementation and iteration count, time per inner iteration, peak memory of the
@@ -12,6 +12,9 @@ range of the per-round ratios is printed with it.
 plain descent reaches after ``--iters`` iterations (paper: 200), and where the relative-objective
 stop ``solver.objective_ratio`` (set to the ratio plain descent reached) stops each setting.
 Default task: completion (on an untrained classifier, plain descent at step 5 does not converge).
+
+``composition``: on a trained DDEQ run, how far each test cloud's output moves when it is solved in a
+padded batch instead of alone (same Z0), in float32 and float64.
 
 Problems are synthetic and paper-sized: ``--dataset-shape mnist`` (2-D, MNIST-pc architecture) or
 ``modelnet`` (3-D, three cross layers); completion with 200 input points has 255 slots.
@@ -75,6 +78,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tol", type=float, default=0.0,
                    help="also run with the rate stopping rule solver.tol at this value (default 0: skip)")
     p.set_defaults(func=momentum_cmd)
+
+    p = sub.add_parser("composition", help="does a trained DDEQ's output depend on its batch-mates? (float32 vs float64)",
+                       description=_composition_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", help="a finished DDEQ run folder (config.yaml, model.pt)")
+    p.add_argument("--clouds", type=int, default=32, help="test clouds to measure (default: 32)")
+    p.add_argument("--batch", type=int, default=8, help="clouds per padded batch (default: 8)")
+    p.add_argument("--extra-pad", dest="extra_pad", type=int, default=16,
+                   help="extra all-padding rows per batch, filled with garbage (default: 16)")
+    p.add_argument("--iters", type=int, default=None,
+                   help="inner iterations of the solves (default: the run's solver.eval_iters or solver.iters)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--json", dest="json_out", metavar="FILE", help="also write the results as JSON")
+    p.set_defaults(func=composition_cmd)
 
 
 def _spec(args: argparse.Namespace, **kw):  # type: ignore[no-untyped-def]
@@ -193,6 +209,40 @@ def momentum_cmd(args: argparse.Namespace) -> int:
     if args.json_out:
         _write_json(args.json_out, {"target_mean": float(target.mean()), "iters": args.iters, "objective_ratio": ratio,
                                     "rows": [r.as_dict() for r in rows]})
+    return 0
+
+
+def _composition_doc() -> str:
+    from ddeqs.bench import composition
+
+    return (composition.__doc__ or "").strip()
+
+
+def composition_cmd(args: argparse.Namespace) -> int:
+    from ddeqs.bench.composition import composition_from_run
+    from ddeqs.config import ConfigError
+
+    if args.clouds < 1 or args.batch < 1 or args.extra_pad < 0 or (args.iters is not None and args.iters < 1):
+        raise ConfigError("--clouds, --batch and --iters must be at least 1, --extra-pad at least 0")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    rows = composition_from_run(args.run_dir, clouds=args.clouds, batch=args.batch, extra_pad=args.extra_pad,
+                                iters=args.iters)
+    r0 = rows[0]
+    what = "logits" if r0.task == "classification" else "free particles"
+    print(f"ddeqs bench composition: {args.run_dir} ({r0.task}), {r0.clouds} test clouds alone vs in padded "
+          f"batches of {r0.batch} (+{args.extra_pad} padding rows), {r0.iters} inner iterations, same Z0")
+    extra = "flips" if r0.task == "classification" else "mean MMD² alone vs batch"
+    print(f"{'dtype':<8} {'max |Δ ' + what + '|':>24} {'median per cloud':>17} {extra:>24}")
+    for r in rows:
+        col = str(r.flips) if r.task == "classification" else f"{r.mmd2_between:.3e}"
+        print(f"{r.dtype:<8} {r.max_abs_diff:>24.3e} {r.median_abs_diff:>17.3e} {col:>24}")
+    if r0.accuracy_alone is not None:
+        print(f"accuracy of the alone solves on these clouds: {100 * r0.accuracy_alone:.1f} %")
+    if args.json_out:
+        _write_json(args.json_out, {"run_dir": str(args.run_dir), "results": [r.as_dict() for r in rows]})
     return 0
 
 

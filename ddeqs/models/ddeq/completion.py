@@ -52,13 +52,21 @@ class DDEQCompletion(nn.Module):
         return torch.cat([mask, free], 1), torch.cat([mask, zeros_f], 1), torch.cat([zeros_n, free], 1)
 
     def forward(
-        self, points: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+        self, points: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None,
+        free_init: torch.Tensor | None = None,
     ) -> ModelOutput:
+        """``free_init`` ``(B, F, d)``: the free particles' initial positions (default: N(0, I) draws);
+        only the first ``ceil(free_share · n_b)`` rows of sample ``b`` are used."""
         check_input(points, mask)
         B, N, d = points.shape
         z_mask, fixed, free_mask = self.layout(mask)
         F = z_mask.shape[1] - N
-        noise = torch.randn(B, F, d, device=points.device, generator=generator).to(points.dtype)
+        if free_init is None:
+            noise = torch.randn(B, F, d, device=points.device, generator=generator).to(points.dtype)
+        else:
+            if free_init.shape[0] != B or free_init.shape[1] < F or free_init.shape[2] != d:
+                raise ValueError(f"free_init has shape {tuple(free_init.shape)}, expected ({B}, >= {F}, {d})")
+            noise = free_init[:, :F].to(points.dtype)
         coords = zero_padding(torch.cat([points, noise], 1), z_mask)
         u = coords.new_zeros(B, N + F, self.z_dim)
         u[..., self.offset : self.offset + d] = coords
