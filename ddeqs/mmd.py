@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import torch
 
-_EPS = 1e-12
-_MIN_DIST = 1e-4  # distances below this are cdist rounding noise (matmul mode); see riesz_mmd2_with_grads
 
 
 def uniform_weights(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -32,33 +30,39 @@ def uniform_weights(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> t
 def riesz_mmd2(
     x: torch.Tensor, x_mask: torch.Tensor | None, y: torch.Tensor, y_mask: torch.Tensor | None
 ) -> torch.Tensor:
-    """Differentiable ``MMD²`` with the Riesz kernel, ``(B,)``. Masks may be None (all real)."""
+    """Differentiable ``MMD²`` with the Riesz kernel, ``(B,)``. Masks may be None (all real).
+
+    One autograd node whose backward is the exact analytic gradient (explicit differences, see the
+    module docstring); first-order only (no double backward).
+    """
     if x_mask is None:
         x_mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
     if y_mask is None:
         y_mask = torch.ones(y.shape[:2], dtype=torch.bool, device=y.device)
-    a = uniform_weights(x_mask, x.dtype)
-    b = uniform_weights(y_mask, y.dtype)
+    w = torch.cat([uniform_weights(x_mask, x.dtype), -uniform_weights(y_mask, y.dtype)], dim=1)
     # Padded rows are zeroed so arbitrary (even NaN/inf) padding values cannot leak through 0 * inf.
-    x = torch.where(x_mask[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
-    y = torch.where(y_mask[..., None], y, torch.zeros((), dtype=y.dtype, device=y.device))
-    dxy = _safe_cdist(x, y)
-    dxx = _safe_cdist(x, x)
-    dyy = _safe_cdist(y, y)
-    cross = torch.einsum("bn,bnm,bm->b", a, dxy, b)
-    self_x = torch.einsum("bn,bnm,bm->b", a, dxx, a)
-    self_y = torch.einsum("bn,bnm,bm->b", b, dyy, b)
-    return 2.0 * cross - self_x - self_y
+    real = torch.cat([x_mask, y_mask], 1).unsqueeze(-1)
+    pts = torch.where(real, torch.cat([x, y], 1), torch.zeros((), dtype=x.dtype, device=x.device))
+    mmd2 = _SignedEnergy.apply(pts, w)
+    return mmd2
 
 
-def _safe_cdist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Euclidean distances whose gradient is 0 (not NaN) at zero distance."""
-    diff2 = (x.unsqueeze(-2) - y.unsqueeze(-3)).pow(2).sum(-1) if x.shape[-2] * y.shape[-2] <= 4096 else None
-    if diff2 is None:  # large clouds: matmul-based squared distances, O(N M) memory
-        diff2 = (
-            x.pow(2).sum(-1, keepdim=True) + y.pow(2).sum(-1).unsqueeze(-2) - 2.0 * x @ y.transpose(-1, -2)
-        ).clamp_min(0.0)
-    return torch.sqrt(diff2 + _EPS) - _EPS**0.5
+class _SignedEnergy(torch.autograd.Function):
+    """``-wᵀ D w`` ``(B,)`` of ``pts`` ``(B, T, p)`` with the gradient of :func:`signed_energy_with_grads`
+    (exact path): autograd through ``sqrt`` of Gram distances would have an unbounded slope at the
+    rounding noise of coincident points."""
+
+    @staticmethod
+    def forward(ctx, pts: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        mmd2, half_grad = signed_energy_with_grads(pts, w.detach(), exact=True)
+        ctx.save_for_backward(half_grad)
+        return mmd2
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        (half_grad,) = ctx.saved_tensors
+        return 2.0 * grad_out[:, None, None] * half_grad, None
 
 
 def riesz_mmd2_with_grads(
@@ -79,27 +83,77 @@ def riesz_mmd2_with_grads(
         return mmd2, g[:, :N], g[:, N:]
 
 
-def signed_energy_with_grads(pts: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+_EXACT_CHUNK = 1 << 22  # elements of one (B, rows, T, p) block of explicit differences (16 MiB in fp32)
+_NEAR = 0.05  # Gram distances below _NEAR · sqrt(|c_i|² + |c_j|²) are recomputed from explicit differences
+
+
+def signed_energy_with_grads(
+    pts: torch.Tensor, w: torch.Tensor, exact: bool | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``-wᵀ D w`` ``(B,)`` and its half-gradient w.r.t. ``pts`` ``(B, T, p)`` for signed weights ``w`` ``(B, T)``.
 
     With ``w = a ⊕ -b`` this is ``MMD²`` between the two weighted clouds; rows with ``w = 0``
     (padding) contribute nothing and get zero gradient. Padded rows of ``pts`` must be finite.
+    ``exact``: distances and gradient from explicit differences, in row blocks (``O(B T² p)`` work,
+    bounded memory); False: Gram-matrix distances with the close pairs recomputed exactly (the
+    solver's path for large ``T·p``); None: exact when ``B·T²·p`` is small. See the module docstring.
     """
-    p = pts.shape[-1]
-    d = pairwise_distances(pts)  # the one distance matrix of the step, (B, T, T)
-    # MMD² = -wᵀ D w  (with w = a ⊕ -b)
-    mmd2 = -(torch.bmm(d, w.unsqueeze(-1)).squeeze(-1) * w).sum(-1)
-    # ∂(-½ wᵀ D w)/∂p_i = -w_i Σ_j w_j (p_i - p_j)/d_ij = -w_i (p_i Σ_j w_j/d_ij - Σ_j w_j p_j/d_ij).
-    # Both sums come from ONE bmm of 1/D with [w ⊙ p, w]; 1/D overwrites D in place, so a step
-    # holds a single (B, T, T) buffer. Coincident points (padding rows at the origin, the fixed
-    # rows of F(Z) = Z in completion) have p_i - p_j = 0: clamping d keeps 1/d finite there, the
-    # diagonal is zeroed explicitly (cdist's matmul mode leaves ~1e-3 on it).
-    inv = d.clamp_min_(_MIN_DIST).reciprocal_()
+    B, T, p = pts.shape
+    if exact is None:
+        exact = B * T * T * p <= _DIFF_ELEMENTS
+    with torch.no_grad():
+        d, g_sum = (_exact_energy_terms if exact else _gram_energy_terms)(pts, w)
+        # ``MMD² = -wᵀ D w`` is a small difference of large sums near convergence: accumulate in float64.
+        w64 = w.double()
+        mmd2 = -(torch.bmm(d.double(), w64.unsqueeze(-1)).squeeze(-1) * w64).sum(-1)
+        return mmd2.to(pts.dtype), -w.unsqueeze(-1) * g_sum
+
+
+def _exact_energy_terms(pts: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``D`` ``(B, T, T)`` and ``Σ_j w_j (p_i - p_j)/d_ij`` ``(B, T, p)`` (0 for ``d_ij = 0``) from
+    explicit differences, ``rows`` rows at a time (a ``(B, rows, T, p)`` block at most ``_EXACT_CHUNK``)."""
+    B, T, p = pts.shape
+    rows = max(1, min(T, _EXACT_CHUNK // max(1, B * T * p)))
+    d = pts.new_empty(B, T, T)
+    g_sum = pts.new_empty(B, T, p)
+    for s in range(0, T, rows):
+        diff = pts[:, s : s + rows].unsqueeze(2) - pts.unsqueeze(1)  # (B, r, T, p), exact for close points
+        dc = torch.linalg.vector_norm(diff, dim=-1)
+        d[:, s : s + rows] = dc
+        coef = torch.where(dc > 0, w.unsqueeze(1) / dc, torch.zeros((), dtype=dc.dtype, device=dc.device))
+        g_sum[:, s : s + rows] = torch.einsum("brtp,brt->brp", diff, coef)
+    return d, g_sum
+
+
+def _gram_energy_terms(pts: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same as :func:`_exact_energy_terms` at the cost of two batched matmuls: Gram-matrix distances
+    of the centred cloud, exact (explicit-difference) distances and gradient terms for the pairs
+    closer than ``_NEAR`` times their norms, where the Gram formula loses its digits. One host sync."""
+    B, T, p = pts.shape
+    aw = w.abs()
+    centre = (aw.unsqueeze(-1) * pts).sum(1, keepdim=True) / aw.sum(1).clamp_min(1e-30)[:, None, None]
+    c = pts - centre  # translation invariance: a smaller |c| means smaller Gram rounding
+    sq = c.pow(2).sum(-1)
+    sq_pair = sq.unsqueeze(-1) + sq.unsqueeze(-2)
+    d = torch.baddbmm(sq_pair, c, c.transpose(1, 2), alpha=-2.0).clamp_min_(0.0)
+    near = d < (_NEAR * _NEAR) * sq_pair
+    near.diagonal(dim1=1, dim2=2).fill_(False)
+    d.sqrt_()
+    d.diagonal(dim1=1, dim2=2).zero_()
+    b, i, j = near.nonzero(as_tuple=True)
+    diff = pts[b, i] - pts[b, j]  # (K, p): exact for close points
+    dn = torch.linalg.vector_norm(diff, dim=-1)
+    d[b, i, j] = dn
+    # far pairs: Σ_j w_j (c_i - c_j)/d_ij = c_i Σ_j w_j/d_ij - Σ_j w_j c_j/d_ij, one bmm of 1/D
+    inv = d.reciprocal()
+    inv.masked_fill_(near, 0.0)
     inv.diagonal(dim1=1, dim2=2).zero_()
-    wp = w.unsqueeze(-1) * pts
-    sums = torch.bmm(inv, torch.cat([wp, w.unsqueeze(-1)], dim=-1))  # (B, T, p + 1)
-    g = -w.unsqueeze(-1) * (pts * sums[..., p:] - sums[..., :p])
-    return mmd2, g
+    sums = torch.bmm(inv, torch.cat([w.unsqueeze(-1) * c, w.unsqueeze(-1)], dim=-1))  # (B, T, p + 1)
+    g_sum = c * sums[..., p:] - sums[..., :p]
+    # close pairs: explicit differences
+    coef = torch.where(dn > 0, w[b, j] / dn, torch.zeros((), dtype=dn.dtype, device=dn.device))
+    g_sum.index_put_((b, i), coef.unsqueeze(-1) * diff, accumulate=True)
+    return d, g_sum
 
 
 _DIFF_ELEMENTS = 1 << 20  # B·T²·p up to which distances come from explicit differences (4 MiB in fp32)
