@@ -4,15 +4,35 @@ Kernel ``k(x, y) = -||x - y||``. For uniform discrete measures
 ``mu = sum_i a_i delta_{x_i}`` and ``nu = sum_j b_j delta_{y_j}`` (``a_i = 1/n`` on
 real points, 0 on padding)::
 
-    MMD²(mu, nu) = 2 aᵀ D_xy b - aᵀ D_xx a - bᵀ D_yy b,      D = pairwise distances.
+    MMD²(mu, nu) = 2 aᵀ D_xy b - aᵀ D_xx a - bᵀ D_yy b = -wᵀ D w,   w = a ⊕ -b,
 
-geomloss' ``SamplesLoss("energy")`` returns half of this value.
+with ``D`` the pairwise distances of the concatenated cloud. geomloss' ``SamplesLoss("energy")``
+returns half of this value. The gradients are written by hand (not autograd through ``sqrt``):
+the inner solver needs them at every step, with no autograd graph, and the training loss
+(:func:`riesz_mmd2`) is one autograd node whose backward is the same analytic gradient.
+Shapes: ``x`` ``(B, N, p)`` with ``x_mask`` ``(B, N)``, ``y`` ``(B, M, p)`` with ``y_mask`` ``(B, M)``.
 
-The analytic gradients are written by hand (not autograd) because the inner
-solver needs them at every step: one ``cdist`` of the concatenated clouds gives
-all three distance blocks, and the gradients are one batched matmul, with no
-autograd graph. Shapes: ``x`` ``(B, N, p)`` with ``x_mask`` ``(B, N)``, ``y``
-``(B, M, p)`` with ``y_mask`` ``(B, M)``.
+Precision in float32 (why the code is not one ``cdist``). The Gram formula
+``d² = |x|² + |y|² - 2x·y`` rounds at about ``1e-7 · |x|²``; a distance much smaller than ``|x|``
+(a point and itself, a predicted point on its target, a particle and its image under F near the
+fixed point) comes out as rounding noise, where ``sqrt`` has an unbounded slope. Near a good fit
+MMD² is also a small difference of large sums (1e-6 against sums of order 1-10). Measured before
+this was addressed (norm-wise gradient error against float64): 3 % on random 255-point clouds,
+100-150x on near-identical ones; the solver's MMD 60-2,400 % at MMD² 1e-5..1e-6. So:
+
+* distances of close pairs come from explicit differences, which are exact in floating point for
+  nearby points, and the gradient term ``w_j (p_i - p_j)/d_ij`` of those pairs is computed from
+  the same differences (0 at ``d_ij = 0``, no clamp);
+* small problems (``B·T²·p <= 2^20``: the classifier's inner step) and the training loss
+  (``p`` = 2 or 3) use explicit differences for every pair, in row blocks of bounded memory;
+* the solver's large problems (completion, ``p = 128``) keep the fast path, two batched matmuls:
+  Gram distances of the centred cloud (translation invariance; smaller norms, smaller rounding)
+  for pairs with ``d > 0.05 · sqrt(|c_i|² + |c_j|²)`` (relative error below ~400 ulp there) and
+  exact ones for the rest, found with one ``nonzero`` (one host sync per step);
+* the sums ``wᵀ D w`` accumulate in float64.
+
+Result at 255 and 800 points (tests/test_mmd_float32.py): gradient errors below 4e-4 down to
+MMD² = 1e-6, and padding changes no gradient.
 """
 
 from __future__ import annotations
