@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
 from ddeqs.batch import pad_clouds
-from ddeqs.config import ExperimentConfig, TrainConfig, load_config
+from ddeqs.config import load_config
 from ddeqs.errors import DataError
 from ddeqs.models import build_model, count_parameters
 from ddeqs.models.pcn import PCN, pcn_alpha, pcn_loss
