@@ -9,11 +9,10 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
 from ddeqs.batch import pad_clouds
-from ddeqs.config import ExperimentConfig, TrainConfig, load_config
+from ddeqs.config import load_config
 from ddeqs.errors import DataError
 from ddeqs.models import build_model, count_parameters
-from ddeqs.models.optim_defaults import default_optimizer_settings
-from ddeqs.models.pcn import PCN, pcn_loss
+from ddeqs.models.pcn import PCN, pcn_alpha, pcn_loss
 from ddeqs.models.point_transformer import PointTransformerClassifier
 from ddeqs.models.pointnet import PointNetClassifier
 from ddeqs.models.pointops import (
@@ -264,7 +263,7 @@ def test_pcn_chamfer_loss_decreases():
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
     for _ in range(20):
-        loss = pcn_loss(model(target, keep), target, tmask)
+        loss = pcn_loss(model(target, keep), target, tmask).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -304,14 +303,85 @@ def test_point_transformer_overfits_eight_digits():
 # --------------------------------------------------------------------------- optimizer defaults and saving
 
 
-def test_default_optimizer_settings_are_valid_train_config():
-    pt = default_optimizer_settings("point-transformer")
-    assert pt == {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4}
-    assert default_optimizer_settings("pointnet")["optimizer"] == "adam"
-    for name in ("ddeq", "pointnet", "point-transformer", "pcn"):
-        TrainConfig.model_validate({**ExperimentConfig().train.model_dump(), **default_optimizer_settings(name)})
-    with pytest.raises(ValueError, match="known"):
-        default_optimizer_settings("pointnet++")
+def test_pcn_is_trained_with_adam_1e4_and_its_staircase_decay():
+    from ddeqs.training.trainer import make_optimizer, make_scheduler, steps_per_batch, steps_per_decay
+
+    cfg = load_config(None, ["task=completion", "model.name=pcn", "train.epochs=6"])
+    model = build_model(cfg, 2, 0)
+    opt = make_optimizer(cfg, model)
+    assert isinstance(opt, torch.optim.Adam) and opt.param_groups[0]["lr"] == 1e-4
+    assert steps_per_batch(cfg) and steps_per_decay(cfg, 10) == 10  # 60 steps: x0.7 every 10
+    sched = make_scheduler(cfg, opt, steps_per_epoch=10)
+    lrs = []
+    for _ in range(60):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == lrs[9] == pytest.approx(1e-4) and lrs[10] == pytest.approx(7e-5)
+    assert lrs[59] == pytest.approx(1e-4 * 0.7**5)  # the PCN paper's last segment (250k-300k of 300k)
+    long = load_config(None, ["task=completion", "model.name=pcn", "train.decay_every=0.01"])
+    opt = make_optimizer(long, model)
+    sched = make_scheduler(long, opt, steps_per_epoch=100)  # 5 epochs x 100 steps: 100 decays
+    for _ in range(499):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-6)  # the floor
+    # an explicit train.lr still wins; the classifiers keep the DDEQ's per-epoch milestones
+    assert make_optimizer(load_config(None, ["task=completion", "model.name=pcn", "train.lr=0.002"]), model
+                          ).param_groups[0]["lr"] == 0.002
+    assert not steps_per_batch(load_config(None, ["model.name=pointnet"]))
+
+
+def test_pcn_training_loss_has_the_coarse_and_the_fine_term():
+    from ddeqs.batch import CloudBatch
+    from ddeqs.training.losses import per_sample_loss
+
+    cfg = load_config(None, ["task=completion", "model.name=pcn", "model.pcn_points=32"])
+    torch.manual_seed(0)
+    model = build_model(cfg, 2, 0).train()
+    target, tmask = random_batch([30, 22, 26], seed=2)
+    out = model(target, tmask & (target[..., 0] < 0.3))
+    batch = CloudBatch(points=target, mask=tmask, target=target, target_mask=tmask)
+    coarse = out.solver["coarse"]
+    full = torch.ones(coarse.shape[:2], dtype=torch.bool)
+    cd_c = chamfer_distance(coarse, full, target, tmask)
+    cd_f = chamfer_distance(out.points, out.mask, target, tmask)
+    assert not torch.allclose(cd_c, cd_f)  # with pcn_grid 1 the two clouds are distinct outputs
+    for progress, alpha in [(0.0, 0.01), (0.05, 0.1), (0.1, 0.5), (0.5, 1.0), (None, 1.0)]:
+        assert pcn_alpha(progress) == alpha
+        torch.testing.assert_close(per_sample_loss(cfg, out, batch, progress=progress), cd_c + alpha * cd_f)
+    # early in training the coarse term dominates, and it alone trains the global decoder's last layer
+    loss = per_sample_loss(cfg, out, batch, progress=0.0).mean()
+    loss.backward()
+    assert model.coarse_mlp[-1].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="coarse"):
+        pcn_loss(type(out)(points=out.points, mask=out.mask), target, tmask)
+
+
+def test_pointnet_dropout_before_the_last_layer_in_training_only():
+    cfg = load_config(None, ["model.name=pointnet"])
+    torch.manual_seed(0)
+    model = build_model(cfg, 2, 10)
+    assert isinstance(model.dropout, torch.nn.Dropout) and model.dropout.p == 0.3
+    seen = {}
+    model.head.register_forward_hook(lambda m, i, o: seen.update(head=o.detach()))
+    model.classifier.register_forward_hook(lambda m, i, o: seen.update(last=i[0].detach()))
+    points, mask = random_batch([40, 23, 35, 31])
+    model.train()
+    torch.manual_seed(1)
+    a = model(points, mask).logits
+    dropped = seen["last"] == 0
+    kept = ~dropped & (seen["head"] != 0)
+    torch.testing.assert_close(seen["last"][kept], seen["head"][kept] / 0.7)
+    share = float(dropped[seen["head"] != 0].float().mean())
+    assert 0.2 < share < 0.4, share  # ~30 % of the 4 x 256 features
+    torch.manual_seed(2)
+    assert not torch.allclose(model(points, mask).logits, a)  # another mask
+    model.eval()
+    e1 = model(points, mask).logits
+    torch.testing.assert_close(seen["last"], seen["head"])  # no dropout in evaluation
+    torch.manual_seed(3)
+    torch.testing.assert_close(model(points, mask).logits, e1)
 
 
 def test_state_dicts_load_with_weights_only(tmp_path):

@@ -21,6 +21,29 @@ def test_defaults_are_the_paper_settings():
     assert cfg.train.batch_size == 64 and cfg.train.lr == 1e-3 and cfg.train.milestones == [0.4, 0.8]
 
 
+def test_optimizer_and_schedule_default_to_each_models_paper(tmp_path):
+    """Fields left out (or null) take model.name's paper default; an explicit value wins."""
+    pcn = load_config(None, ["task=completion", "model.name=pcn"]).train
+    assert (pcn.optimizer, pcn.lr, pcn.schedule, pcn.gamma, pcn.min_lr) == ("adam", 1e-4, "exponential", 0.7, 1e-6)
+    assert pcn.decay_every == pytest.approx(1 / 6)
+    pt = load_config(None, ["model.name=point-transformer"]).train
+    assert (pt.optimizer, pt.lr, pt.momentum, pt.weight_decay, pt.schedule) == ("sgd", 0.05, 0.9, 1e-4, "multistep")
+    ddeq = ExperimentConfig().train
+    assert (ddeq.optimizer, ddeq.lr, ddeq.schedule, ddeq.gamma) == ("adam", 1e-3, "multistep", 0.1)
+    p = tmp_path / "pcn.yaml"
+    p.write_text("task: completion\nmodel: {name: pcn}\ntrain: {lr: null, gamma: 0.5}\n")
+    cfg = load_config(p)
+    assert cfg.train.lr == 1e-4 and cfg.train.gamma == 0.5  # null: the paper default; explicit: wins
+    assert load_config(p, ["train.lr=0.003"]).train.lr == 0.003
+    assert load_config(None, ["model.name=pointnet"]).model.dropout == 0.3
+    assert ExperimentConfig().model.dropout == 0.0
+    assert load_config(None, ["model.name=pointnet", "model.dropout=0"]).model.dropout == 0.0
+    # the resolved configuration round-trips unchanged (run folders store it)
+    assert ExperimentConfig.model_validate(cfg.model_dump(mode="json")) == cfg
+    with pytest.raises(ConfigError, match="decay_every"):
+        load_config(None, ["train.schedule=exponential"])
+
+
 def test_unknown_key_in_file_names_key_and_suggests(tmp_path):
     p = tmp_path / "run.yaml"
     p.write_text(yaml.safe_dump({"solver": {"iter": 50}}))

@@ -207,6 +207,16 @@ def test_completion_run_folder(tmp_path: Path, model: str) -> None:
         assert (out / "diagnostics.json").is_file()
 
 
+def test_pcn_run_uses_its_papers_lr_and_decays_it_per_step(tmp_path: Path) -> None:
+    """PCN: Adam 1e-4, x0.7 after every sixth of the training steps (48 clouds / 16 = 3 steps per epoch)."""
+    cfg = tiny_cfg("completion", "pcn", "train.epochs=4")
+    m = train_run(cfg, tmp_path / "pcn", source=make_source("completion", n_test=8))
+    lrs = [e["lr"] for e in json.loads((tmp_path / "pcn" / "history.json").read_text())["epochs"]]
+    # 12 steps, decay every 2: epochs start at steps 0, 3, 6, 9 -> 0.7^0, 0.7^1, 0.7^3, 0.7^4
+    assert lrs == pytest.approx([1e-4, 7e-5, 1e-4 * 0.7**3, 1e-4 * 0.7**4])
+    assert m["config_flat"]["train.lr"] == 1e-4 and m["config_flat"]["train.schedule"] == "exponential"
+
+
 _RESUME_SCRIPT = textwrap.dedent(
     """
     import sys

@@ -17,6 +17,11 @@ SMALL = dict(z_dim=16, bilinear_dim=4, heads=4, ffn_dim=24)
 def _setup(seed: int = 0, padded_x: bool = True, **kw):  # type: ignore[no-untyped-def]
     torch.manual_seed(seed)
     fmap = FMap(3, **{**SMALL, **kw}).double()
+    with torch.no_grad():  # LayerNorm affine parts away from (1, 0), so the VJP must apply them
+        for m in fmap.modules():
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.uniform_(0.5, 2.0)
+                m.bias.normal_(0.0, 0.5)
     x = torch.randn(3, 9, 3, dtype=torch.float64)
     x_mask = torch.ones(3, 9, dtype=torch.bool)
     if padded_x:
@@ -50,6 +55,31 @@ def test_forward_and_vjp_equal_autograd_through_fmap(kw: dict, padded_x: bool) -
     (node_grad,) = torch.autograd.grad(ZBranch.apply(zr2, fmap, solve_ctx), zr2, dout)
     torch.testing.assert_close(node_grad, ref_grad, rtol=1e-10, atol=1e-12)
     assert all(p.grad is None for p in fmap.parameters())
+
+
+def test_vjp_covers_the_add_and_norm_final_block() -> None:
+    """The hand-written branch ends in LN(h + FFN(h)): its output rows are layer-normalised, and its
+    gradient follows the final LayerNorm's affine part and residual (a VJP of a bare FFN would not)."""
+    fmap, ctx, z = _setup(cross_layers=1, self_layers=1)
+    solve_ctx = ctx.detached().dense()
+    with torch.no_grad():
+        out, tape = zbranch_forward(fmap, z, solve_ctx)
+    unit = (out - fmap.out_norm.bias) / fmap.out_norm.weight
+    torch.testing.assert_close(unit.mean(-1), torch.zeros(3, 6, dtype=torch.float64), atol=1e-10, rtol=0)
+    torch.testing.assert_close(unit.var(-1, unbiased=False), torch.ones(3, 6, dtype=torch.float64), atol=1e-4, rtol=0)
+    # a direction LayerNorm removes (constant per row, scaled by 1/weight) has zero gradient
+    dout = torch.ones_like(out) / fmap.out_norm.weight
+    with torch.no_grad():
+        grad = zbranch_backward(fmap, tape, dout)
+    torch.testing.assert_close(grad, torch.zeros_like(grad), atol=1e-10, rtol=0)
+    # scaling the final LN weight scales the gradient of <dout, F(z)> for a bias-free dout
+    dout = torch.randn_like(out)
+    with torch.no_grad():
+        g1 = zbranch_backward(fmap, tape, dout)
+        fmap.out_norm.weight.mul_(3.0)
+        _, tape3 = zbranch_forward(fmap, z, solve_ctx)
+        g3 = zbranch_backward(fmap, tape3, dout)
+    torch.testing.assert_close(g3, 3.0 * g1, rtol=1e-10, atol=1e-12)
 
 
 def test_gradcheck_of_the_autograd_node() -> None:

@@ -32,7 +32,8 @@ def build_model(cfg: ExperimentConfig, in_dim: int, num_classes: int) -> nn.Modu
     if name == "pointnet":
         from ddeqs.models.pointnet import PointNetClassifier
 
-        return PointNetClassifier(in_dim, num_classes, dropout=cfg.model.dropout)
+        dropout = cfg.model.dropout
+        return PointNetClassifier(in_dim, num_classes, dropout=0.3 if dropout is None else dropout)
     if name == "point-transformer":
         from ddeqs.models.point_transformer import PointTransformerClassifier
 

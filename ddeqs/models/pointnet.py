@@ -4,6 +4,8 @@ Architecture (paper Fig. 2, classification branch), every shared MLP layer Linea
 input transform T-Net (mlp 64-128-1024, max-pool, fc 512-256, a d x d matrix initialised to
 the identity) -> shared mlp (64, 64) -> shared mlp (64, 128, 1024) -> masked max-pool (the
 1024-dim global feature, returned as ``embedding``) -> fc 512 -> fc 256 -> dropout -> fc C.
+Dropout 0.3 before the last layer (PointNet: keep ratio 0.7; ``model.dropout``), active in
+training mode only.
 The 64 x 64 feature transform is left out, as in the DDEQ paper's baseline (~1.6M parameters:
 1,622,705 for d = 3 / 40 classes, 1,613,582 for d = 2 / 10 classes).
 
@@ -45,7 +47,7 @@ class PointNetClassifier(nn.Module):
     """PointNet classifier. ``forward(points (B, N, d), mask (B, N))`` -> ModelOutput with
     ``logits (B, C)`` and ``embedding (B, 1024)`` (the max-pooled global feature)."""
 
-    def __init__(self, in_dim: int, num_classes: int, dropout: float = 0.0) -> None:
+    def __init__(self, in_dim: int, num_classes: int, dropout: float = 0.3) -> None:
         super().__init__()
         self.in_dim = in_dim
         self.transform = InputTransform(in_dim)

@@ -64,6 +64,12 @@ def _differences(ctx: PaperContext, store: RunStore, runs: list[str]) -> list[st
     out.append("- Published values are single runs; reproduced values carry standard errors over test samples "
                "(not over seeds).")
     out.append("- Figure 16/17 particle count is not stated in the paper; see the figure title for the value used.")
+    out.append("- F's final block: App. C.1 calls it \"a typical transformer feedforward layer\"; we read it as the "
+               "transformer sublayer with Add & Norm, LN(h + FFN(h)) (hidden 512), as in every encoder layer.")
+    out.append("- PCN is trained as its paper trains it (Adam 1e-4, lr x0.7 every 50k of 300k iterations, floor 1e-6; "
+               "loss CD(coarse) + alpha CD(fine), alpha 0.01 -> 1 at 10k/20k/50k iterations), with both schedules "
+               "kept as fractions of our (much shorter) training; Chamfer (Euclidean) for both terms.")
+    out.append("- PointNet: dropout 0.3 before its last layer (its paper); the 64 x 64 feature transform is left out.")
     return out
 
 

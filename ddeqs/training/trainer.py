@@ -42,7 +42,8 @@ from ddeqs.training.seeding import (
 )
 from ddeqs.training.source import DataSource, default_source
 
-__all__ = ["make_optimizer", "make_scheduler", "milestone_epochs", "train_run", "write_run_files"]
+__all__ = ["make_optimizer", "make_scheduler", "milestone_epochs", "steps_per_batch", "steps_per_decay", "train_run",
+           "write_run_files"]
 
 
 def _stderr(msg: str) -> None:
@@ -50,12 +51,13 @@ def _stderr(msg: str) -> None:
 
 
 def make_optimizer(cfg: ExperimentConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam or SGD (momentum) with ``train.lr`` and ``train.weight_decay``."""
+    """Adam or SGD (momentum) with ``train.lr`` and ``train.weight_decay`` (resolved per model: ``TRAIN_DEFAULTS``)."""
     params = [p for p in model.parameters() if p.requires_grad]
     t = cfg.train
+    assert t.optimizer is not None and t.lr is not None, "ExperimentConfig validation fills the model defaults"
     if t.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-    return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum or 0.0, weight_decay=t.weight_decay or 0.0)
+    return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay or 0.0)
 
 
 def milestone_epochs(fractions: list[float], epochs: int) -> list[int]:
@@ -65,10 +67,31 @@ def milestone_epochs(fractions: list[float], epochs: int) -> list[int]:
     return [m for m in out if 0 < m < epochs]
 
 
-def make_scheduler(cfg: ExperimentConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.MultiStepLR:
-    """MultiStepLR stepped once per epoch at :func:`milestone_epochs`."""
+def steps_per_decay(cfg: ExperimentConfig, steps_per_epoch: int) -> int:
+    """Exponential schedule: optimizer steps between two lr decays, ``round(decay_every · total steps)`` (≥ 1)."""
+    total = cfg.train.epochs * steps_per_epoch
+    return max(1, int(math.floor((cfg.train.decay_every or 1.0) * total + 0.5)))
+
+
+def steps_per_batch(cfg: ExperimentConfig) -> bool:
+    """Whether the lr scheduler is stepped after every optimizer step (exponential) or every epoch (multistep)."""
+    return cfg.train.schedule == "exponential"
+
+
+def make_scheduler(
+    cfg: ExperimentConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int = 1
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """``train.schedule``: multistep -> MultiStepLR stepped once per epoch at :func:`milestone_epochs`;
+    exponential -> staircase ``lr · max(γ^floor(step / n), min_lr / lr)`` stepped once per optimizer
+    step, ``n`` = :func:`steps_per_decay` (``steps_per_epoch``: batches per epoch)."""
+    t = cfg.train
+    gamma = float(t.gamma if t.gamma is not None else 0.1)
+    if t.schedule == "exponential":
+        every = steps_per_decay(cfg, steps_per_epoch)
+        floor = (t.min_lr or 0.0) / float(t.lr or 1.0)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(gamma ** (step // every), floor))
     return torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=milestone_epochs(cfg.train.milestones, cfg.train.epochs), gamma=cfg.train.gamma
+        optimizer, milestones=milestone_epochs(t.milestones, t.epochs), gamma=gamma
     )
 
 
@@ -84,6 +107,14 @@ def _solver_stats(out: Any) -> tuple[float | None, float | None]:
 def _mean(xs: list[float | None]) -> float | None:
     v = [x for x in xs if x is not None and math.isfinite(x)]
     return sum(v) / len(v) if v else None
+
+
+def _batches_per_epoch(loader: Any, n_train: int, batch_size: int) -> int:
+    """Batches of one training epoch: ``len(loader)`` when it has one, else ``ceil(n_train / batch_size)`` (≥ 1)."""
+    try:
+        return max(1, len(loader))
+    except TypeError:
+        return max(1, math.ceil(int(n_train or 0) / batch_size))
 
 
 def _forward(model: nn.Module, batch: Any) -> Any:
@@ -128,11 +159,14 @@ def train_run(
     model = build_model(cfg, info.in_dim, info.num_classes).to(device)
     n_params = count_parameters(model)
     optimizer = make_optimizer(cfg, model)
-    scheduler = make_scheduler(cfg, optimizer)
     amp = cfg.train.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp and not torch.cuda.is_bf16_supported())
     train_loader = source.loader("train", shuffle=True, batch_size=cfg.train.batch_size)
     test_loader = source.loader("test", shuffle=False, batch_size=cfg.train.batch_size)
+    steps_per_epoch = _batches_per_epoch(train_loader, getattr(info, "n_train", 0), cfg.train.batch_size)
+    total_steps = cfg.train.epochs * steps_per_epoch
+    scheduler = make_scheduler(cfg, optimizer, steps_per_epoch)
+    per_step = steps_per_batch(cfg)
     is_ddeq = cfg.model.name == "ddeq"
     diag = Diagnostics(cfg.train.diagnostics_every if is_ddeq else 0, seed=cfg.seed)
 
@@ -180,7 +214,7 @@ def train_run(
                 optimizer.zero_grad(set_to_none=True)
                 with autocast(device, amp):
                     out = _forward(model, batch)
-                losses = per_sample_loss(cfg, out, batch)
+                losses = per_sample_loss(cfg, out, batch, progress=step / total_steps)
                 loss = losses.mean()
                 if not torch.isfinite(loss):
                     raise DDEQError(
@@ -197,6 +231,8 @@ def train_run(
                     series += [(k, v, step) for k, v in vals.items() if v is not None]
                 scaler.step(optimizer)
                 scaler.update()
+                if per_step:
+                    scheduler.step()
                 b = len(batch)
                 tot_loss += float(losses.detach().sum())
                 tot_n += b
@@ -217,7 +253,8 @@ def train_run(
             bar.close()
             if tot_n == 0:
                 raise DDEQError(f"the training split of {cfg.data.dataset} gave no batch; check data.max_train")
-            scheduler.step()
+            if not per_step:
+                scheduler.step()
             seconds = time.perf_counter() - t0
             epoch_seconds.append(seconds)
             entry: dict[str, Any] = {

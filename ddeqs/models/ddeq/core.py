@@ -63,7 +63,7 @@ class DDEQCore(nn.Module):
             cross_layers=model.cross_layers,
             self_layers=model.self_layers,
             pushforward=model.pushforward,
-            dropout=model.dropout,
+            dropout=model.dropout or 0.0,
         )
         self.deq = build_deq(solver)
 

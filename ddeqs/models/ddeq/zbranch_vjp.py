@@ -137,14 +137,16 @@ def zbranch_forward(fmap: FMap, z: torch.Tensor, ctx: FContext) -> tuple[torch.T
     for layer, kv in zip(fmap.cross, ctx.kv):
         h, s = _encoder(h, layer, kv, ctx.x_mask)  # type: ignore[arg-type]
         layers.append((layer, s))
-    out, u_out = _ffn(h, fmap.out_ffn)
-    return out, (ctx, s_embed, s_bil, s_up, s_skip, layers, u_out, z.shape[1])
+    f, u_out = _ffn(h, fmap.out_ffn)
+    out, s_out = _norm(h + f, fmap.out_norm)  # final block: Add & Norm
+    return out, (ctx, s_embed, s_bil, s_up, s_skip, layers, u_out, s_out, z.shape[1])
 
 
 def zbranch_backward(fmap: FMap, tape: tuple, dout: torch.Tensor) -> torch.Tensor:
     """``(∂F/∂z)ᵀ dout`` ``(B, K, p)`` for the tape of :func:`zbranch_forward`."""
-    ctx, s_embed, s_bil, s_up, s_skip, layers, u_out, K = tape
-    dh = _ffn_t(dout, u_out, fmap.out_ffn)
+    ctx, s_embed, s_bil, s_up, s_skip, layers, u_out, s_out, K = tape
+    dr = _norm_t(dout, s_out, fmap.out_norm)  # d(h + FFN(h))
+    dh = dr + _ffn_t(dr, u_out, fmap.out_ffn)
     for layer, s in reversed(layers):
         dh = _encoder_t(dh, s, layer)
     dr = _norm_t(dh, s_skip, fmap.z_skip_norm)  # d(u + z)
