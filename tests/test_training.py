@@ -47,6 +47,7 @@ class _Loader:
             b = CloudBatch(pts, mask, labels=torch.as_tensor(labels[ii]).long(), index=torch.as_tensor(ii))
             if self.task == "completion":
                 b.target, b.target_mask = pad_clouds([targets[i] for i in ii])
+                b.missing, b.missing_mask = pad_clouds([targets[i][len(clouds[i]):] for i in ii])
             if self.stall_file and self.passes == 2 and k == 1:
                 Path(self.stall_file).write_text("in epoch 2")
                 time.sleep(300)
@@ -55,7 +56,7 @@ class _Loader:
 
 def make_source(task: str = "classification", n_train: int = 48, n_test: int = 24, stall_file: str | None = None) -> DataSource:
     """Stand-in for ddeqs.data: noisy rings whose radius is the class (3 classes); completion input =
-    the first two thirds of the ring's points, target = the whole ring."""
+    the first two thirds of the ring's points, target = the whole ring, missing = its last third."""
     rng = np.random.default_rng(0)
 
     def make(n):
@@ -187,16 +188,17 @@ def test_completion_run_folder(tmp_path: Path, model: str) -> None:
     out = tmp_path / f"mnist-cpl-{model}"
     m = train_run(cfg, out, source=make_source("completion", n_test=20))
     t = m["test"]
-    for k in ("mmd2", "w2_free", "w2_full", "ot_free", "ot_full", "chamfer"):
+    for k in ("mmd2", "w2_free", "w2_free_target", "w2_full", "ot_free", "ot_free_target", "ot_full", "chamfer"):
         assert np.isfinite(t[k]) and t[k] >= 0 and t[f"{k}_se"] >= 0, k
     assert t["n"] == 20
     s = np.load(out / "samples.npz")
     assert s["inputs"].shape[0] == 16 and s["outputs"].shape[0] == 16 and s["targets"].shape[0] == 16
     assert s["index"].tolist() == list(range(16))  # the same first test samples for every completion run
     assert s["free_mask"].shape == s["output_mask"].shape
+    assert s["missing"].shape[0] == 16 and (s["missing_mask"].sum(1) > 0).all()  # the part the input lacks
     assert (s["free_mask"] <= s["output_mask"]).all()
     if model == "pcn":  # every output point is generated: free == full
-        assert t["w2_free"] == t["w2_full"] and t["ot_free"] == t["ot_full"]
+        assert t["w2_free_target"] == t["w2_full"] and t["ot_free_target"] == t["ot_full"]
         assert (s["free_mask"] == s["output_mask"]).all()
         assert not (out / "diagnostics.json").exists()  # DDEQ only
     else:
