@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ddeqs.paper.figures import FIGURES, FigureReport
+from ddeqs.paper.readings import reading_lines
 from ddeqs.paper.runs import PaperContext, RunStore
 from ddeqs.paper.tables import Table, to_markdown
 
@@ -64,6 +65,8 @@ def _differences(ctx: PaperContext, store: RunStore, runs: list[str]) -> list[st
     out.append("- Published values are single runs; reproduced values carry standard errors over test samples "
                "(not over seeds).")
     out.append("- Figure 16/17 particle count is not stated in the paper; see the figure title for the value used.")
+    out += ["", "Readings of ambiguous passages (each with the setting the runs recorded):", "",
+            *reading_lines(r for n in runs if (r := store.peek(n)) is not None)]
     return out
 
 
