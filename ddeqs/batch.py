@@ -23,6 +23,8 @@ class CloudBatch:
     points/mask: the model input ``(B, N, d)`` / ``(B, N)``.
     labels: ``(B,)`` long class indices (classification; also kept for completion).
     target/target_mask: ``(B, M, d)`` / ``(B, M)`` full clouds (completion only).
+    missing/missing_mask: ``(B, R, d)`` / ``(B, R)`` the points of the target that the partial
+    input lacks (completion only; the reference of the free-particle metrics, App. D.8).
     """
 
     points: torch.Tensor
@@ -31,6 +33,8 @@ class CloudBatch:
     target: torch.Tensor | None = None
     target_mask: torch.Tensor | None = None
     index: torch.Tensor | None = None  # (B,) sample indices in the split
+    missing: torch.Tensor | None = None
+    missing_mask: torch.Tensor | None = None
     extra: dict = field(default_factory=dict)
 
     def to(self, device: torch.device | str) -> "CloudBatch":

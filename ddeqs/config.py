@@ -8,7 +8,8 @@ valid one.
 Layout of a run configuration (``ExperimentConfig``)::
 
     seed, task
-    data:    dataset, root, noise, input_share, partial_radius, max_train, max_test ...
+    data:    dataset, root, noise, noise_mode, noise_test, redraw_partial, input_share,
+             partial_radius, max_train, max_test ...
     model:   name, z_dim, bilinear_dim, heads, ffn_dim, cross_layers, self_layers,
              pushforward, z_particles, free_share, coupling_width, dropout, ...
     solver:  kind, impl, iters, step, tol, momentum, nesterov, grad_steps, ...
@@ -46,7 +47,21 @@ class DataConfig(_Strict):
     dataset: DatasetName = "digits"
     root: str = Field("data/processed", description="folder holding prepared datasets")
     raw_root: str = Field("data/raw", description="folder holding downloads")
-    noise: float = Field(0.0, ge=0.0, le=1.0, description="fraction of input particles replaced by N(0, I) draws")
+    noise: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="completion: fraction of input particles given N(0, I) noise, drawn afresh each time a training "
+                    "sample is seen (training split only unless data.noise_test; Table 2)",
+    )
+    noise_mode: Literal["add", "replace"] = Field(
+        "add", description="add: x + eps, eps ~ N(0, I) (paper §4.2); replace: the points become N(0, I) draws"
+    )
+    noise_test: bool = Field(
+        False, description="also noise the test inputs (fixed per sample); default: test inputs are clean at every noise level"
+    )
+    redraw_partial: bool = Field(
+        True, description="completion: re-draw the removed balls (and the input_share subsample) each time a training "
+                          "sample is seen; test partials are always fixed per sample"
+    )
     input_share: float = Field(1.0, gt=0.0, le=1.0, description="fraction of input particles kept (Table 5)")
     partial_radius: float | None = Field(
         None, gt=0.0, description="completion: removal radius around 2 random centres (default 0.6 2-D, 0.8 3-D)"

@@ -98,3 +98,35 @@ def test_mean_and_se() -> None:
         mean_and_se([1.0, float("nan")])
     with pytest.raises(ValueError, match="no values"):
         mean_and_se([])
+
+
+def test_free_particle_metrics_compare_with_the_missing_part_of_the_target() -> None:
+    """App. D.8: the free particles are compared with "the corresponding particles in the target", i.e.
+    the points the partial input lacks. A completion whose free particles sit exactly on the removed
+    points has free-particle W2 / OT 0; against the whole target (the other reading) it does not."""
+    from types import SimpleNamespace
+
+    from ddeqs.batch import CloudBatch
+    from ddeqs.data.derive import completion_input
+    from ddeqs.training.evaluate import _completion_values
+
+    rng = np.random.default_rng(4)
+    clouds = [rng.normal(size=(n, 2)).astype(np.float32) for n in (300, 260)]
+    parts = [completion_input(c, 0.6, 0.0, 1.0, seed=0, split="test", index=i) for i, c in enumerate(clouds)]
+    outs = [np.concatenate([p.input, p.missing]) for p in parts]  # input particles, then perfect free particles
+    pts, mask = pad_clouds(outs)
+    free = torch.zeros_like(mask)
+    for b, p in enumerate(parts):
+        free[b, len(p.input) : len(outs[b])] = True
+    batch = CloudBatch(*pad_clouds([p.input for p in parts]))
+    batch.target, batch.target_mask = pad_clouds(clouds)
+    batch.missing, batch.missing_mask = pad_clouds([p.missing for p in parts])
+    v = _completion_values(SimpleNamespace(points=pts, mask=mask, free_mask=free), batch)
+    assert np.allclose(v["w2_free"], 0.0, atol=1e-6) and np.allclose(v["ot_free"], 0.0, atol=1e-6)
+    assert np.allclose(v["w2_full"], 0.0, atol=1e-6)  # input + free particles = the target
+    assert (v["w2_free_target"] > 0.3).all() and (v["ot_free_target"] > 0.3).all()
+    batch.missing = None
+    from ddeqs.errors import DataError
+
+    with pytest.raises(DataError, match="missing"):
+        _completion_values(SimpleNamespace(points=pts, mask=mask, free_mask=free), batch)

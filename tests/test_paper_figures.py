@@ -63,3 +63,19 @@ def test_ema_smooths_and_skips_nan():
     s = ema(y, 0.5)
     assert np.isnan(s[0]) and s[1] == pytest.approx(1.0)
     assert s[2] == pytest.approx((0.25 * 1 + 0.5 * 3) / 0.75) and s[3] == s[2]
+
+
+def test_fig10_draws_one_curve_per_classification_dataset(tmp_path):
+    """Figure 10 of the paper has two curves, MNIST-pc and ModelNet40-s; a missing one is named."""
+    from ddeqs.paper.figures.ablation import fig10
+
+    ctx = make_context("smoke")
+    fig = fig10(RunStore(make_runs(tmp_path / "runs")), ctx)
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert len(labels) == 2 and labels[0].startswith("MNIST-pc") and labels[1].startswith("ModelNet40-s")
+    assert len(ax.containers) == 2 and all(len(c.lines[0].get_xdata()) == 8 for c in ax.containers)  # 7 + main run
+    skip = tuple(f"modelnet-cls-ddeq--z_particles-{z}" for z in (1, 2, 4, 8, 16, 32, 64)) + ("modelnet-cls-ddeq",)
+    one = fig10(RunStore(make_runs(tmp_path / "one", skip=skip)), ctx).axes[0]
+    assert len(one.get_legend_handles_labels()[1]) == 1
+    assert any("modelnet-cls-ddeq--z_particles-*" in t.get_text() for t in one.texts)

@@ -41,11 +41,41 @@ def test_table2_uses_ablations_and_main_fallback(runs):
     assert tab.cell("W2 (DDEQ)", "80%").value == pytest.approx(0.3 * 1.8)
     assert tab.cell("W2 (PCN)", "20%").value == pytest.approx(0.2 * 2.2)  # PCN uses w2_full
     assert tab.cell("W2 (PCN)", "0%").paper == 0.49
+    # the other reading of App. D.8 as an extra row, not in the paper
+    extra = tab.cell("W2 (DDEQ, free vs whole target)", "5%")
+    assert extra.value == pytest.approx(0.7) and math.isnan(extra.paper)
+    assert any("points the partial input lacks" in n for n in tab.notes)
+    assert any("Test inputs are clean at every level" in n for n in tab.notes)
+
+
+def test_free_particle_cells_of_runs_evaluated_against_the_whole_target_are_not_shown(tmp_path):
+    """A metrics.json written before w2_free/ot_free compared with the missing part (no *_target twin)
+    must not fill the DDEQ free-particle cells with the old meaning."""
+    root = make_runs(tmp_path / "runs")
+    for name in ("mnist-cpl-ddeq", "modelnet-cpl-ddeq"):
+        path = root / name / "metrics.json"
+        m = json.loads(path.read_text())
+        for k in ("w2_free_target", "ot_free_target", "w2_free_target_se", "ot_free_target_se"):
+            del m["test"][k]
+        path.write_text(json.dumps(m))
+    t, _ = _tables(root)
+    c = t["table2"].cell("W2 (DDEQ)", "5%")
+    assert math.isnan(c.value) and c.runs == ["mnist-cpl-ddeq"] and c.missing == []
+    assert any("`mnist-cpl-ddeq`" in n and "ddeqs evaluate" in n for n in t["table2"].notes)
+    assert t["table2"].cell("W2 (DDEQ)", "20%").value == pytest.approx(0.36)  # an up-to-date ablation run
+    assert math.isnan(t["table6"].cell("OT distance", "DDEQ free particles").value)
+    assert t["table6"].cell("OT distance", "DDEQ full point cloud").value == pytest.approx(0.45)
+    assert math.isnan(t["table_d5"].cell("Broyden", "W2 ratio").value)
+    assert t["table_d5"].cell("Broyden", "MMD² ratio").value == pytest.approx(14.0)
 
 
 def test_table3_to_6_and_d5(runs):
     t, _ = _tables(runs)
     t3 = t["table3"]
+    acc = t3.cell("pushforward", "MNIST-pc acc.")  # the paper's column without printed values
+    assert acc.value == pytest.approx(89.0) and acc.unit == "%" and math.isnan(acc.paper)
+    assert t3.cell("full architecture", "MNIST-pc acc.").value == pytest.approx(91.0)
+    assert t3.columns[0] == "MNIST-pc acc."
     assert t3.cell("pushforward", "ModelNet40-s acc.").value == pytest.approx(69.0)
     assert t3.cell("full architecture", "MNIST-pc cross-entr.").value == pytest.approx(0.28)
     assert t3.cell("pushforward", "MNIST-pc-partial MMD²").value == pytest.approx(0.015)
@@ -58,6 +88,8 @@ def test_table3_to_6_and_d5(runs):
     assert t["table5"].cell("Runtime (1 epoch)", "40%").value == pytest.approx(80.0)
     t6 = t["table6"]
     assert t6.cell("OT distance", "DDEQ free particles").value == pytest.approx(3.3)
+    assert t6.cell("OT distance", "DDEQ free vs whole target").value == pytest.approx(4.8)
+    assert math.isnan(t6.cell("OT distance", "DDEQ free vs whole target").paper)
     assert t6.cell("OT distance", "PCN").value == pytest.approx(0.6)
     assert t6.cell("OT distance", "DDEQ full point cloud").paper == 0.154
     d5 = t["table_d5"]
@@ -77,6 +109,8 @@ def test_missing_runs_are_nan_and_noted(tmp_path):
     assert list(rows[0]) == ["table", "row", "column", "value", "se", "paper", "unit", "runs", "device"]
     pt = next(r for r in rows if r["row"].startswith("PT") and r["column"] == "MNIST-pc")
     assert pt["value"] == "NaN" and float(pt["paper"]) == 98.6 and pt["runs"] == "mnist-cls-pt"
+    md3 = (tmp_path / "tables" / "table3.md").read_text()
+    assert "| MNIST-pc acc. (reproduced) | MNIST-pc acc. (paper) |" in md3 and "| 89.0 ± 0.9 | not reported |" in md3
     md = (tmp_path / "tables" / "table1.md").read_text()
     assert "— (missing)" in md and "`mnist-cls-pt`" in md and "98.6" in md and "91.0 ± 0.9" in md
     assert "configuration 'smoke'" in md
@@ -127,3 +161,26 @@ def test_alternative_value_spelling(tmp_path):
     t, _ = _tables(root)
     assert t["table2"].cell("W2 (DDEQ)", "20%").runs == ["mnist-cpl-ddeq--noise-0.20"]
     assert summary(list(t.values()))["table2/ddeq/noise-0.2/w2"] == pytest.approx(0.36)
+
+
+def test_report_lists_each_reading_with_the_recorded_settings(tmp_path):
+    """results/README.md: "What differs from the paper" names every ambiguous passage, the reading used
+    and the other one, with the settings the runs recorded (older run folders: the old behaviour)."""
+    from ddeqs.paper.readings import READINGS
+    from ddeqs.paper.report import build_report
+
+    root = make_runs(tmp_path / "runs")
+    t, ctx = _tables(root)
+    text = build_report(RunStore(root), ctx, list(t.values()), None, tmp_path / "res" / "README.md",
+                        tmp_path / "res" / "figures", tmp_path / "res" / "tables")
+    section = text.split("## What differs from the paper", 1)[1].split("## Tables", 1)[0]
+    for topic in ("Noise mode", "Noise on which split", "Noise share", "Free-particle reference", "W2 of App. D.5",
+                  "Partial clouds", "Input share", "Table 3, MNIST-pc accuracy"):
+        assert f"**{topic}" in section, topic
+    assert len(READINGS) == section.count("Other reading:")
+    noise = next(line for line in section.splitlines() if line.startswith("- **Noise mode"))
+    # 19 DDEQ completion runs record add; the 5 PCN runs predate the key (today's default then: replace)
+    assert "`data.noise_mode` = add (19 runs), replace (5 runs, written before `data.noise_mode` existed)" in noise
+    assert "data.noise_mode=replace" in noise
+    assert "`data.redraw_partial` = true (19 runs)" in section and "data.noise_test=true" in section
+    assert (tmp_path / "res" / "README.md").read_text() == text

@@ -28,7 +28,7 @@ MAIN_RUNS = [
     "mnist-cpl-ddeq", "mnist-cpl-pcn", "modelnet-cpl-ddeq", "modelnet-cpl-pcn",
 ]
 PAPER_ABLATIONS = (
-    [f"mnist-cls-ddeq--z_particles-{v}" for v in (1, 2, 4, 8, 10, 16, 32, 64)]
+    [f"{r}--z_particles-{v}" for r in ("mnist-cls-ddeq", "modelnet-cls-ddeq") for v in (1, 2, 4, 8, 10, 16, 32, 64)]
     + [f"{r}--pushforward-true" for r in ("mnist-cls-ddeq", "modelnet-cls-ddeq", "mnist-cpl-ddeq")]
     + [f"mnist-cpl-ddeq--iters-{v}" for v in (10, 50, 100, 200, 500, 1000)]
     + [f"{r}--noise-{v}" for r in ("mnist-cpl-ddeq", "mnist-cpl-pcn") for v in ("0", "0.05", "0.2", "0.8")]
@@ -77,7 +77,7 @@ def test_paper_dry_run_lists_every_job(wf: Path) -> None:
     out = proc.stdout + proc.stderr
     counts = job_counts(out)
     runs = MAIN_RUNS + PAPER_ABLATIONS
-    assert counts["train"] == len(runs) == 43
+    assert counts["train"] == len(runs) == 51  # Figure 10 has a curve per classification dataset
     assert counts["run_params"] == counts["training_curve"] == len(runs)
     assert counts["fetch"] == counts["prepare"] == 2
     for name in runs:
@@ -97,8 +97,9 @@ def test_paper_dry_run_lists_every_job(wf: Path) -> None:
 def test_smoke_is_the_same_dag_on_embedded_data(wf: Path) -> None:
     out = snakemake(wf, "all", "-n", "--configfile", "params/smoke.yaml").stdout
     counts = job_counts(out)
-    # 10 main runs + grid children: z_particles 8, pushforward 3, iters 6, noise 4 x 2, input_share 5, solver 3
-    assert counts["train"] == 10 + 8 + 3 + 6 + 8 + 5 + 3
+    # 10 main runs + grid children: z_particles 8 x 2, pushforward 3, iters 6, noise 4 x 2, input_share 5, solver 3
+    assert counts["train"] == 10 + 16 + 3 + 6 + 8 + 5 + 3
+    assert "results/runs/modelnet-cls-ddeq--z_particles-64/metrics.json" in out
     assert "data/processed/digits/train.npz" in out and "data/processed/shapes/test.npz" in out
     assert "mnist-pc" not in out and "modelnet40-s" not in out  # nothing of the paper leaks in
     for t in TABLES:

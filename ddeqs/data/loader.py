@@ -3,7 +3,10 @@
 Derived inputs (partial, noisy, share-subsampled) are computed on load from the
 stored full clouds, seeded per sample by ``(cfg.seed, split, stored row)``, so a
 pipeline can vary ``data.noise`` / ``data.input_share`` without re-preparing and the
-same seed always gives the same samples.
+same seed always gives the same samples. On the training split of a completion task the
+sampler (:class:`VisitSampler`) also hands out one ``visit`` key per pass, drawn from the
+loader's generator (reseeded every epoch by the trainer): noise, and with
+``data.redraw_partial`` the partial cloud, are drawn afresh per visit, reproducibly.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ddeqs.batch import CloudBatch, pad_clouds
 from ddeqs.config import ExperimentConfig, default_partial_radius
@@ -76,11 +79,16 @@ def _rows(cfg: ExperimentConfig, data: SplitArrays, split: str) -> tuple[np.ndar
 
 
 class CloudDataset(Dataset):
-    """One split as a map-style dataset of dicts ``{points, target, label, index}``.
+    """One split as a map-style dataset of dicts ``{points, target, missing, label, index}``.
 
     ``points`` is the model input ``(n, d)`` float32 (the full cloud for
     classification; partial -> noisy -> share-subsampled for completion), ``target``
-    the full cloud (completion) or None, ``index`` the stored row of the sample.
+    the full cloud (completion) or None, ``missing`` the target points the partial input
+    lacks (completion) or None, ``index`` the stored row of the sample.
+
+    Items are ``dataset[i]`` (fixed per-sample draws) or ``dataset[(i, visit)]`` (training
+    split: the draws of that visit, see :func:`ddeqs.data.derive.completion_input`). Noise is
+    applied on the training split only, unless ``data.noise_test``.
     """
 
     def __init__(self, cfg: ExperimentConfig, split: str) -> None:
@@ -89,19 +97,47 @@ class CloudDataset(Dataset):
         self.split = split
         self.completion = cfg.task == "completion"
         self.radius = cfg.data.partial_radius or default_partial_radius(cfg.data.dataset)
-        self.noise, self.share, self.seed = cfg.data.noise, cfg.data.input_share, cfg.seed
+        self.noise = cfg.data.noise if (split == "train" or cfg.data.noise_test) else 0.0
+        self.noise_mode, self.redraw_partial = cfg.data.noise_mode, cfg.data.redraw_partial
+        self.share, self.seed = cfg.data.input_share, cfg.seed
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, item: int | tuple[int, int]) -> dict:
+        i, visit = item if isinstance(item, tuple) else (item, None)
+        if self.split != "train":
+            visit = None  # test inputs are fixed per sample
         row = int(self.rows[i])
         cloud = self.data.cloud(row)
         label = int(self.lut[self.data.labels[row]])
         if not self.completion:
-            return {"points": cloud, "target": None, "label": label, "index": row}
-        x = completion_input(cloud, self.radius, self.noise, self.share, self.seed, self.split, row)
-        return {"points": x.astype(np.float32), "target": cloud, "label": label, "index": row}
+            return {"points": cloud, "target": None, "missing": None, "label": label, "index": row}
+        x, missing = completion_input(cloud, self.radius, self.noise, self.share, self.seed, self.split, row,
+                                      noise_mode=self.noise_mode, visit=visit, redraw_partial=self.redraw_partial)
+        return {"points": x.astype(np.float32), "target": cloud, "missing": missing.astype(np.float32),
+                "label": label, "index": row}
+
+
+class VisitSampler(Sampler):
+    """Indices ``(i, visit)`` of one pass over ``n`` samples (shuffled with ``generator`` if ``shuffle``).
+
+    ``visit`` is one 62-bit key per pass, drawn from ``generator`` before the permutation, so a
+    generator reseeded per epoch (:func:`ddeqs.training.seeding.seed_epoch` finds it as
+    ``loader.sampler.generator``) gives every epoch its own, reproducible augmentation draws.
+    """
+
+    def __init__(self, n: int, shuffle: bool, generator: torch.Generator) -> None:
+        self.n, self.shuffle, self.generator = n, shuffle, generator
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        visit = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+        order = torch.randperm(self.n, generator=self.generator).tolist() if self.shuffle else range(self.n)
+        for i in order:
+            yield (int(i), visit)
 
 
 def collate(items: list[dict]) -> CloudBatch:
@@ -112,6 +148,9 @@ def collate(items: list[dict]) -> CloudBatch:
     if items[0]["target"] is not None:
         batch.target, batch.target_mask = pad_clouds([torch.from_numpy(np.ascontiguousarray(it["target"]))
                                                       for it in items])
+    if items[0].get("missing") is not None:
+        batch.missing, batch.missing_mask = pad_clouds([torch.from_numpy(np.ascontiguousarray(it["missing"]))
+                                                        for it in items])
     return batch
 
 
@@ -120,15 +159,22 @@ def make_loader(cfg: ExperimentConfig, split: str, shuffle: bool | None = None,
     """DataLoader of :class:`CloudBatch` for ``split`` ('train' or 'test').
 
     Shuffles the training split by default (seeded by ``cfg.seed``); batch size
-    ``cfg.train.batch_size`` unless given; ``cfg.data.workers`` worker processes.
+    ``cfg.train.batch_size`` unless given; ``cfg.data.workers`` worker processes. The training
+    split of a completion task is sampled by :class:`VisitSampler` (fresh augmentation per pass).
     """
     ds = CloudDataset(cfg, split)
     if len(ds) == 0:
         raise DataError(f"{cfg.data.dataset} {split}: no samples left after data.classes / max_{split} selection")
     shuffle = (split == "train") if shuffle is None else shuffle
     gen = torch.Generator().manual_seed(int(cfg.seed))
-    return DataLoader(ds, batch_size=batch_size or cfg.train.batch_size, shuffle=shuffle, collate_fn=collate,
-                      num_workers=cfg.data.workers, generator=gen, persistent_workers=cfg.data.workers > 0)
+    kw: dict = {"shuffle": shuffle}
+    if split == "train" and ds.completion:
+        # its own generator: DataLoader draws worker base seeds from `gen` on every pass without
+        # persistent workers but only on the first one with them, which would shift a shared stream
+        sgen = torch.Generator().manual_seed(int(cfg.seed))
+        kw = {"sampler": VisitSampler(len(ds), shuffle, sgen)}
+    return DataLoader(ds, batch_size=batch_size or cfg.train.batch_size, collate_fn=collate,
+                      num_workers=cfg.data.workers, generator=gen, persistent_workers=cfg.data.workers > 0, **kw)
 
 
 def dataset_info(cfg: ExperimentConfig) -> DatasetInfo:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ddeqs.paper.figures import FIGURES, FigureReport
+from ddeqs.paper.readings import reading_lines
 from ddeqs.paper.runs import PaperContext, RunStore
 from ddeqs.paper.tables import Table, to_markdown
 
@@ -70,6 +71,8 @@ def _differences(ctx: PaperContext, store: RunStore, runs: list[str]) -> list[st
                "loss CD(coarse) + alpha CD(fine), alpha 0.01 -> 1 at 10k/20k/50k iterations), with both schedules "
                "kept as fractions of our (much shorter) training; Chamfer (Euclidean) for both terms.")
     out.append("- PointNet: dropout 0.3 before its last layer (its paper); the 64 x 64 feature transform is left out.")
+    out += ["", "Readings of ambiguous passages (each with the setting the runs recorded):", "",
+            *reading_lines(r for n in runs if (r := store.peek(n)) is not None)]
     return out
 
 

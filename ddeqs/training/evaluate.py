@@ -1,11 +1,16 @@
 """Evaluation of a model on a split: test metrics with standard errors, embeddings and samples.
 
 Classification: ``accuracy`` (fraction) and ``cross_entropy``. Completion: ``mmd2`` (Riesz MMD²,
-whole output cloud vs full target), ``w2_free``/``w2_full`` (exact W2), ``ot_free``/``ot_full``
-(exact OT cost, Euclidean ground cost) and ``chamfer`` (whole output cloud vs target). ``free``:
-only the particles the model generated (``ModelOutput.free_mask``; PCN: all of them) vs the
-target; ``full``: the whole output cloud vs the target. Every metric comes with ``<name>_se``
-(standard error over test samples) and ``n``.
+whole output cloud vs full target), ``w2_*`` (exact W2), ``ot_*`` (exact OT cost, Euclidean ground
+cost) and ``chamfer`` (whole output cloud vs target):
+
+* ``w2_free`` / ``ot_free``: the free particles (those the model generated, ``ModelOutput.free_mask``;
+  PCN: all of them) vs the *missing part* of the target (``CloudBatch.missing``: the points the
+  partial input lacks), "the free particles and the corresponding particles in the target" (App. D.8);
+* ``w2_free_target`` / ``ot_free_target``: the free particles vs the whole target (the other reading);
+* ``w2_full`` / ``ot_full``: the whole output cloud vs the whole target.
+
+Every metric comes with ``<name>_se`` (standard error over test samples) and ``n``.
 
 Evaluation is seeded (Z0 and free-particle draws) inside a forked RNG, so training's final
 evaluation and a later ``ddeqs evaluate`` of the saved model give the same numbers (CPU) and the
@@ -89,11 +94,19 @@ def _completion_values(out: Any, batch: CloudBatch) -> dict[str, np.ndarray]:
     full = out.mask if out.mask is not None else torch.ones(pts.shape[:2], dtype=torch.bool, device=pts.device)
     free = full if out.free_mask is None else (out.free_mask & full)
     tgt, tmask = batch.target.float(), batch.target_mask
+    if batch.missing is None:
+        from ddeqs.errors import DataError
+
+        raise DataError("completion batches must carry the missing part of the target (CloudBatch.missing / "
+                        "missing_mask: the points the partial input lacks) for the free-particle metrics")
+    miss, mmask = batch.missing.float(), batch.missing_mask
     return {
         "mmd2": _np(riesz_mmd2(pts, full, tgt, tmask)),
-        "w2_free": w2(pts, free, tgt, tmask).numpy(),
+        "w2_free": w2(pts, free, miss, mmask).numpy(),
+        "w2_free_target": w2(pts, free, tgt, tmask).numpy(),
         "w2_full": w2(pts, full, tgt, tmask).numpy(),
-        "ot_free": ot_distance(pts, free, tgt, tmask).numpy(),
+        "ot_free": ot_distance(pts, free, miss, mmask).numpy(),
+        "ot_free_target": ot_distance(pts, free, tgt, tmask).numpy(),
         "ot_full": ot_distance(pts, full, tgt, tmask).numpy(),
         "chamfer": _np(chamfer(pts, full, tgt, tmask)),
     }
@@ -116,7 +129,7 @@ def evaluate_model(
     ``embeddings_batches``: keep Z*, F(Z*), z_mask, pooled embedding, labels and the input clouds
     (``inputs`` (n, N, d) zero-padded to the largest cloud, ``input_mask`` (n, N)) of that many first
     batches (classification DDEQ). ``n_samples``: keep the first that many completion samples
-    (inputs, outputs, free_mask, targets, labels, index).
+    (inputs, outputs, free_mask, targets, missing (the target points the input lacks), labels, index).
     """
     from tqdm.auto import tqdm
 
@@ -154,7 +167,8 @@ def evaluate_model(
                         labels = batch.labels if batch.labels is not None else torch.full((len(batch),), -1)
                         for k, v in (("inputs", batch.points), ("input_mask", batch.mask), ("outputs", out.points),
                                      ("output_mask", out.mask), ("free_mask", free), ("targets", batch.target),
-                                     ("target_mask", batch.target_mask), ("labels", labels), ("index", index)):
+                                     ("target_mask", batch.target_mask), ("labels", labels), ("index", index),
+                                     ("missing", batch.missing), ("missing_mask", batch.missing_mask)):
                             smp.setdefault(k, []).append(_np(v[:take]))
                         kept += take
                 for k, v in vals.items():
