@@ -77,11 +77,13 @@ def make_context(
     if config is not None:
         import yaml
 
+        from ddeqs.config import safe_load_unique
+
         path = Path(config)
         if not path.is_file():
             raise DataError(f"pipeline configuration not found: {path} (pass --config params/config.yaml or --profile)")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = safe_load_unique(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise DataError(f"{path} is not valid YAML: {err}") from None
         if not isinstance(raw, dict):

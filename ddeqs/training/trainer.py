@@ -17,6 +17,7 @@ bit-identical metrics to an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import statistics
@@ -36,7 +37,8 @@ from ddeqs.training.checkpoint import config_fingerprint, load_checkpoint, pack_
 from ddeqs.training.diagnostics import Diagnostics
 from ddeqs.training.evaluate import N_SAMPLES, autocast, evaluate_model, write_eval_artifacts
 from ddeqs.training.losses import per_sample_loss
-from ddeqs.training.runfolder import WORK_DIR, write_json, write_text, write_torch
+from ddeqs.training.lock import run_folder_lock
+from ddeqs.training.runfolder import RUN_SIDE_FILES, WORK_DIR, ensure_writable, write_json, write_text, write_torch
 from ddeqs.training.seeding import (
     configure_torch, device_label, resolve_device, rng_state, seed_all, seed_epoch, set_rng_state,
 )
@@ -114,9 +116,20 @@ def train_run(
     """
     out_dir = Path(out_dir)
     work = Path(work_dir) if work_dir is not None else out_dir / WORK_DIR
+    # every output location is checked before anything trains (a read-only --work used to fail after epoch 1)
+    ensure_writable(out_dir, "run folder")
+    ensure_writable(work, "checkpoint folder")
+    with contextlib.ExitStack() as locks:  # one process per run folder (and per work folder)
+        locks.enter_context(run_folder_lock(out_dir, "train"))
+        if work.resolve() != out_dir.resolve():
+            locks.enter_context(run_folder_lock(work, "train"))
+        return _train_locked(cfg, out_dir, work, source=source, quiet=quiet, keep_work=keep_work, log=log)
+
+
+def _train_locked(cfg: ExperimentConfig, out_dir: Path, work: Path, *, source: DataSource | None,
+                  quiet: bool | None, keep_work: bool, log: Callable[[str], None]) -> dict[str, Any]:
     quiet = cfg.train.quiet if quiet is None else quiet
     run_name = cfg.tracking.run_name or out_dir.resolve().name
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     configure_torch(cfg)
     device = resolve_device(cfg.train.device)
@@ -261,11 +274,18 @@ def train_run(
             "dataset_sha256": getattr(info, "sha256", None), "config_flat": cfg.flat(),
             "train": {"loss": history[-1]["train_loss"] if history else None}, "test": result.metrics,
         }
+        # metrics.json marks a finished run: it goes first and comes back last, and side files of an
+        # earlier run in this folder that this run did not write are removed, so that figures are
+        # never drawn from an old run next to new metrics
+        (out_dir / "metrics.json").unlink(missing_ok=True)
         write_run_files(out_dir, cfg, model)
         write_json(out_dir / "history.json", {"epochs": history})
         written = write_eval_artifacts(out_dir, result)
         if diag.enabled:
             written.append(write_json(out_dir / "diagnostics.json", diag.series))
+        for stale in RUN_SIDE_FILES:
+            if out_dir / stale not in written:
+                (out_dir / stale).unlink(missing_ok=True)
         write_json(out_dir / "metrics.json", metrics)
 
         tracker.log_metrics({f"test_{k}": v for k, v in result.metrics.items()}, step=epochs)

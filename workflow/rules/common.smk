@@ -18,7 +18,7 @@ import yaml
 
 from snakemake.utils import validate
 
-from ddeqs.config import ConfigError, from_dict
+from ddeqs.config import ConfigError, from_dict, safe_load_unique
 
 TASKS = {"cls": "classification", "cpl": "completion"}
 MODELS = {"ddeq": "ddeq", "pointnet": "pointnet", "pt": "point-transformer", "pcn": "pcn"}
@@ -125,6 +125,12 @@ def write_curve(history_json, out_csv, log_file):
     Path(log_file).write_text(f"{len(rows)} epochs -> {out_csv}\n")
 
 
+# Snakemake's YAML reader keeps the last of two equal keys silently: re-read the files strictly.
+for _path in workflow.overwrite_configfiles or workflow.configfiles:
+    try:
+        safe_load_unique(Path(_path).read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{_path}: {err}") from None
 validate(config, schema="../schemas/config.schema.yaml")
 # Every output of a profile lives under results/<profile>/ (runs, params, tables, figures, plots,
 # summary.json, README.md, logs, benchmarks): the paper and the smoke configuration never write,
