@@ -6,6 +6,7 @@ import io
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ddeqs.cli import main
@@ -107,3 +108,48 @@ def test_per_class_train_zero_is_refused_by_the_parser(capsys) -> None:
     assert err.value.code == 2
     msg = capsys.readouterr().err
     assert "--per-class-train: must be at least 1 (got 0)" in msg and "messages above" not in msg
+
+
+def _prepared(root: Path, bad_row: int, bad: np.ndarray) -> None:
+    """A tiny prepared 'digits' dataset whose train row ``bad_row`` is ``bad``; sources named per row."""
+    from ddeqs.data.store import pack, save_split
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 24), ("test", 8)):
+        clouds = [rng.normal(size=(int(rng.integers(20, 30)), 2)).astype(np.float32) for _ in range(n)]
+        if split == "train":
+            clouds[bad_row] = bad
+        names = [f"digit-{split}-{i:03d}.png" for i in range(n)]
+        save_split(root / "digits" / split, pack(clouds, [i % 3 for i in range(n)], ["0", "1", "2"], names),
+                   {"dataset": "digits"})
+
+
+def test_bad_cloud_in_a_shuffled_batch_names_split_row_and_source(tmp_path: Path) -> None:
+    from ddeqs.training import train_run
+
+    bad = np.random.default_rng(1).normal(size=(25, 2)).astype(np.float32)
+    bad[3, 1] = np.nan
+    _prepared(tmp_path / "data", 13, bad)
+    from test_training import TINY
+
+    cfg = load_config(None, [*TINY, "data.dataset=digits", f"data.root={tmp_path / 'data'}", "train.batch_size=8",
+                             "tracking.enabled=false", "train.epochs=1"])
+    with pytest.raises(DataError) as err:
+        train_run(cfg, tmp_path / "run")
+    msg = str(err.value)
+    assert "NaN/inf coordinates in the digits train split" in msg
+    assert "row 13 (source digit-train-013.png)" in msg and "train.npz" in msg
+    assert "batch samples" not in msg  # not the position inside the shuffled batch
+
+
+def test_identical_completion_cloud_names_the_cloud_and_the_problem(tmp_path: Path) -> None:
+    from ddeqs.data.loader import CloudDataset
+
+    _prepared(tmp_path / "data", 5, np.full((25, 2), 0.3, np.float32))
+    cfg = load_config(None, ["task=completion", "data.dataset=digits", f"data.root={tmp_path / 'data'}"])
+    ds = CloudDataset(cfg, "train")
+    with pytest.raises(DataError) as err:
+        ds[5]
+    msg = str(err.value)
+    assert "digits train split, row 5 (source digit-train-005.png)" in msg
+    assert "same point" in msg and "partial_radius" not in msg

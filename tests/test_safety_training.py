@@ -181,3 +181,32 @@ def test_checkpoint_with_right_fingerprint_but_missing_keys(tmp_path: Path) -> N
         train_run(cfg, out, source=make_source())
     assert str(ckpt) in str(err.value) and "delete it" in str(err.value)
     assert "scaler" in REQUIRED_KEYS
+
+
+_TRACK = textwrap.dedent(
+    """
+    from ddeqs.config import load_config
+    from ddeqs.tracking import open_tracker
+    cfg = load_config(None, ["tracking.uri=" + {uri!r}])
+    t = open_tracker(cfg, "run")
+    t.log_metrics({{"a": 1.0}}, step=1)
+    t.end()
+    """
+)
+
+
+@pytest.mark.slow
+def test_read_only_mlflow_database_is_one_warning_line(tmp_path: Path) -> None:
+    db = tmp_path / "db" / "mlflow.db"
+    env = {**os.environ, "PYTHONPATH": str(TESTS.parent)}
+    made = subprocess.run([sys.executable, "-c", _TRACK.format(uri=f"sqlite:///{db}")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0 and db.is_file(), made.stderr
+    db.chmod(0o444)  # read-only for users; root ignores modes, so SQLite's read-only URI mode stands in for it
+    ro = f"sqlite:///file:{db}?mode=ro&uri=true"
+    proc = subprocess.run([sys.executable, "-c", _TRACK.format(uri=ro)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr[:3000]
+    assert lines[0].startswith("ddeqs: warning: MLflow tracking") and "readonly database" in lines[0]

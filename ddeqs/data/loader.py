@@ -86,7 +86,7 @@ class CloudDataset(Dataset):
     def __init__(self, cfg: ExperimentConfig, split: str) -> None:
         self.data = open_split(cfg, split)
         self.rows, self.class_names, self.lut = _rows(cfg, self.data, split)
-        self.split = split
+        self.split, self.dataset = split, cfg.data.dataset
         self.completion = cfg.task == "completion"
         self.radius = cfg.data.partial_radius or default_partial_radius(cfg.data.dataset)
         self.noise, self.share, self.seed = cfg.data.noise, cfg.data.input_share, cfg.seed
@@ -100,7 +100,11 @@ class CloudDataset(Dataset):
         label = int(self.lut[self.data.labels[row]])
         if not self.completion:
             return {"points": cloud, "target": None, "label": label, "index": row}
-        x = completion_input(cloud, self.radius, self.noise, self.share, self.seed, self.split, row)
+        try:
+            x = completion_input(cloud, self.radius, self.noise, self.share, self.seed, self.split, row)
+        except DataError as err:  # name the cloud: split, stored row, source
+            src = self.data.names[row] if row < len(self.data.names) else "?"
+            raise DataError(f"{self.dataset} {self.split} split, row {row} (source {src}): {err}") from None
         return {"points": x.astype(np.float32), "target": cloud, "label": label, "index": row}
 
 

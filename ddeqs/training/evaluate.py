@@ -25,6 +25,7 @@ import torch.nn as nn
 
 from ddeqs.batch import CloudBatch
 from ddeqs.config import ExperimentConfig
+from ddeqs.errors import BadCloudError
 from ddeqs.metrics import chamfer, mean_and_se, ot_distance, w2
 from ddeqs.mmd import riesz_mmd2
 from ddeqs.training.losses import per_sample_loss
@@ -133,7 +134,12 @@ def evaluate_model(
             for bi, batch in enumerate(tqdm(loader, desc=desc, leave=False, disable=quiet, dynamic_ncols=True)):
                 batch = batch.to(device)
                 with autocast(device, cfg.train.amp):
-                    out = model(batch.points, batch.mask)
+                    try:
+                        out = model(batch.points, batch.mask)
+                    except BadCloudError as err:
+                        from ddeqs.training.badcloud import locate_bad_clouds
+
+                        raise locate_bad_clouds(err, batch, cfg, desc if desc in ("train", "test") else "test") from None
                 if cfg.task == "classification":
                     logits = out.logits.float()
                     vals = {

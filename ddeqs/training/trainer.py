@@ -31,8 +31,9 @@ import torch.nn as nn
 import yaml
 
 from ddeqs.config import ExperimentConfig
-from ddeqs.errors import DDEQError
+from ddeqs.errors import BadCloudError, DDEQError
 from ddeqs.models import build_model, count_parameters
+from ddeqs.training.badcloud import locate_bad_clouds
 from ddeqs.training.checkpoint import config_fingerprint, load_checkpoint, pack_rng, save_checkpoint, unpack_rng
 from ddeqs.training.diagnostics import Diagnostics
 from ddeqs.training.evaluate import N_SAMPLES, autocast, evaluate_model, write_eval_artifacts
@@ -192,7 +193,10 @@ def _train_locked(cfg: ExperimentConfig, out_dir: Path, work: Path, *, source: D
                 batch = batch.to(device)
                 optimizer.zero_grad(set_to_none=True)
                 with autocast(device, amp):
-                    out = _forward(model, batch)
+                    try:
+                        out = _forward(model, batch)
+                    except BadCloudError as err:
+                        raise locate_bad_clouds(err, batch, cfg, "train") from None
                 losses = per_sample_loss(cfg, out, batch)
                 loss = losses.mean()
                 if not torch.isfinite(loss):
