@@ -271,7 +271,8 @@ def evaluate_run(
     if not run_dir.is_dir():
         from ddeqs.errors import DataError
 
-        raise DataError(f"run folder {run_dir} not found; pass a folder written by 'ddeqs train'")
+        raise DataError(f"{run_dir / 'config.yaml'} not found: run folder {run_dir} does not exist; pass a "
+                        f"folder written by 'ddeqs train'")
     with run_folder_lock(run_dir, "evaluate"):
         return _evaluate_locked(run_dir, split, source=source, device=device, quiet=quiet, track=track,
                                 accept_new_data=accept_new_data, log=log)

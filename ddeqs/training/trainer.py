@@ -38,7 +38,7 @@ from ddeqs.training.checkpoint import config_fingerprint, load_checkpoint, pack_
 from ddeqs.training.diagnostics import Diagnostics
 from ddeqs.training.evaluate import N_SAMPLES, autocast, evaluate_model, write_eval_artifacts
 from ddeqs.training.losses import per_sample_loss
-from ddeqs.training.lock import run_folder_lock
+from ddeqs.training.lock import LOCK_FILE, run_folder_lock
 from ddeqs.training.runfolder import RUN_SIDE_FILES, WORK_DIR, ensure_writable, write_json, write_text, write_torch
 from ddeqs.training.seeding import (
     configure_torch, device_label, resolve_device, rng_state, seed_all, seed_epoch, set_rng_state,
@@ -120,11 +120,17 @@ def train_run(
     # every output location is checked before anything trains (a read-only --work used to fail after epoch 1)
     ensure_writable(out_dir, "run folder")
     ensure_writable(work, "checkpoint folder")
-    with contextlib.ExitStack() as locks:  # one process per run folder (and per work folder)
+    separate_work = out_dir.resolve() not in work.resolve().parents
+    with contextlib.ExitStack() as locks:  # one process per run folder (and per work folder outside it)
         locks.enter_context(run_folder_lock(out_dir, "train"))
-        if work.resolve() != out_dir.resolve():
+        if separate_work:
             locks.enter_context(run_folder_lock(work, "train"))
-        return _train_locked(cfg, out_dir, work, source=source, quiet=quiet, keep_work=keep_work, log=log)
+        metrics = _train_locked(cfg, out_dir, work, source=source, quiet=quiet, keep_work=keep_work, log=log)
+    if separate_work and not keep_work:  # the lock file was all that was left in it
+        (work / LOCK_FILE).unlink(missing_ok=True)
+        if work.is_dir() and not any(work.iterdir()):
+            shutil.rmtree(work, ignore_errors=True)
+    return metrics
 
 
 def _train_locked(cfg: ExperimentConfig, out_dir: Path, work: Path, *, source: DataSource | None,
