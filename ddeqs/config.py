@@ -64,7 +64,7 @@ class ModelConfig(_Strict):
     # --- DDEQ (paper App. C.1) ---
     z_dim: int = Field(128, ge=1, description="dimension of the particles of Z and width of the encoders")
     bilinear_dim: int = Field(16, ge=1, description="latent dimension of the bilinear (EI) layer")
-    heads: int = Field(32, ge=1, description="attention heads (width z_dim / heads each)")
+    heads: int = Field(32, ge=1, description="attention heads (width z_dim / heads each; must divide z_dim)")
     ffn_dim: int = Field(512, ge=1, description="hidden width of encoder feed-forward blocks")
     cross_layers: int = Field(3, ge=0, description="layers of the cross-encoder Z <- X (1 for MNIST classification)")
     self_layers: int = Field(1, ge=0, description="layers of each self-encoder (X and Z)")

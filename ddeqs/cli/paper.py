@@ -39,10 +39,10 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("paper", help="regenerate the paper's tables, figures and results/README.md",
+    parser = subparsers.add_parser("paper", help="regenerate the paper's tables, figures and results/<profile>/README.md",
                                    description=__doc__)
     sub = parser.add_subparsers(dest="paper_command", metavar="WHAT", required=True)
-    p = sub.add_parser("tables", help="Tables 1-6 and App. D.5 as CSV, Markdown, LaTeX + results/summary.json")
+    p = sub.add_parser("tables", help="Tables 1-6 and App. D.5 as CSV, Markdown, LaTeX + results/<profile>/summary.json")
     _common(p)
     _tables_args(p)
     p.set_defaults(func=_tables)
@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(p)
     _figures_args(p)
     p.set_defaults(func=_figures)
-    p = sub.add_parser("report", help="results/README.md: every table and figure next to the paper's values")
+    p = sub.add_parser("report", help="results/<profile>/README.md: every table and figure next to the paper's values")
     _common(p)
     p.add_argument("--tables-out", dest="tables_out", default="results/paper/tables")
     p.add_argument("--figures-out", dest="figures_out", default="results/paper/figures")

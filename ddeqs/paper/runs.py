@@ -1,4 +1,4 @@
-"""Read finished run folders (``results/runs/<run_name>/``) by the naming contract.
+"""Read finished run folders (``results/<profile>/runs/<run_name>/``) by the naming contract.
 
 Run names: ``<role>-<task>-<model>`` (role ``mnist``/``modelnet``, task ``cls``/``cpl``,
 model ``ddeq``/``pointnet``/``pt``/``pcn``); ablations ``<main>--<grid>-<value>``.

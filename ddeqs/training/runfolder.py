@@ -1,4 +1,4 @@
-"""Run-folder files (``results/runs/<run>/``), written atomically.
+"""Run-folder files (``results/<profile>/runs/<run>/``), written atomically.
 
 Every final output is first written to a temporary file in the same folder and then moved
 into place with :func:`os.replace`, so a killed process never leaves a half-written
