@@ -30,14 +30,27 @@ def test_tables_never_read_runs_of_another_profile(tmp_path, capsys):
         strict.get("mnist-cls-ddeq")
 
 
-def test_pipeline_runs_get_a_results_root_and_mlflow_experiment_per_profile():
-    """The DAG's run configurations name the profile's MLflow experiment (smoke never shares one with paper)."""
-    import re
-    from pathlib import Path
+def test_pipeline_runs_get_a_results_root_and_mlflow_experiment_per_profile(tmp_path):
+    """The same run name under the two profiles: different files, different MLflow experiments."""
+    import shutil
+    import subprocess
 
-    common = (Path(__file__).resolve().parents[1] / "workflow/rules/common.smk").read_text()
-    assert 'ROOT = f"results/{config[\'profile\']}"' in common
-    assert re.search(r'tracking\.experiment", f"ddeqs-\{cfg\[.profile.\]\}-', common)
+    from ddeqs.config import load_config
+    from test_pipeline import BIN, REPO, WORKFLOW_FILES, env
+
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / name)
+    for extra in ([], ["--configfile", "params/smoke.yaml"]):
+        proc = subprocess.run([str(BIN / "snakemake"), "--cores", "1", *extra, "--",
+                               f"results/{'smoke' if extra else 'paper'}/params/mnist-cls-ddeq.yaml"],
+                              cwd=tmp_path, env=env(), capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    paper = load_config(tmp_path / "results/paper/params/mnist-cls-ddeq.yaml")
+    smoke = load_config(tmp_path / "results/smoke/params/mnist-cls-ddeq.yaml")
+    assert paper.tracking.experiment == "ddeqs-paper-classification"
+    assert smoke.tracking.experiment == "ddeqs-smoke-classification"
+    assert not (tmp_path / "results/params").exists() and not (tmp_path / "results/runs").exists()
 
 
 def test_typo_in_runs_folder_is_an_error_and_keeps_tables(tmp_path, capsys):
