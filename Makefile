@@ -35,8 +35,8 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/snakemake --profile profiles/default --configfile params/smoke.yaml --cores 2 all
 	@echo
-	@echo "Tables and figures: results/  (overview: results/README.md)"
-	@echo "Browse the runs:    $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///results/mlflow/mlflow.db"
+	@echo "Tables and figures: results/smoke/  (overview: results/smoke/README.md; the paper writes results/paper/)"
+	@echo "Browse the runs:    $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///results/mlflow/mlflow.db  (experiments ddeqs-smoke-*)"
 
 paper: $(STAMP)
 	$(VENV)/bin/snakemake --profile profiles/default all

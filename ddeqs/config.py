@@ -80,7 +80,7 @@ class ModelConfig(_Strict):
     # --- DDEQ (paper App. C.1) ---
     z_dim: int = Field(128, ge=1, description="dimension of the particles of Z and width of the encoders")
     bilinear_dim: int = Field(16, ge=1, description="latent dimension of the bilinear (EI) layer")
-    heads: int = Field(32, ge=1, description="attention heads (width z_dim / heads each)")
+    heads: int = Field(32, ge=1, description="attention heads (width z_dim / heads each; must divide z_dim)")
     ffn_dim: int = Field(512, ge=1, description="hidden width of encoder feed-forward blocks")
     cross_layers: int = Field(3, ge=0, description="layers of the cross-encoder Z <- X (1 for MNIST classification)")
     self_layers: int = Field(1, ge=0, description="layers of each self-encoder (X and Z)")
@@ -254,6 +254,20 @@ class ExperimentConfig(_Strict):
         if self.train.schedule == "exponential" and self.train.decay_every is None:
             raise ValueError("train.schedule='exponential' needs train.decay_every (fraction of the training steps "
                              "between two lr decays, e.g. 0.1667)")
+        m = self.model
+        if m.name == "ddeq":  # the structural constraints the DDEQ modules check at build time, here at load time
+            if m.z_dim % m.heads:
+                divisors = [h for h in range(1, m.z_dim + 1) if m.z_dim % h == 0]
+                raise ValueError(f"model.heads={m.heads} does not divide model.z_dim={m.z_dim} (each head is "
+                                 f"z_dim / heads wide); use heads in {divisors[-8:]} or change z_dim")
+            if self.task == "completion":
+                d = dataset_dim(self.data.dataset)
+                if m.z_dim % 2:
+                    raise ValueError(f"model.z_dim={m.z_dim} must be even for completion (the affine coupling "
+                                     "layer splits it in two halves)")
+                if m.z_dim // 2 < d:
+                    raise ValueError(f"model.z_dim={m.z_dim} is too small for the {d}-D points of "
+                                     f"{self.data.dataset}: completion needs z_dim >= {2 * d}")
         return self
 
     def flat(self) -> dict[str, Any]:
@@ -349,12 +363,34 @@ def from_dict(raw: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
         raise ConfigError(_format_errors(err, source)) from None
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects a key repeated in one mapping (PyYAML keeps the last one silently,
+    so ``solver: {iters: 5}`` twice would drop a setting without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found duplicate key {key!r} (first at line {seen[key].line + 1}); keep one", key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load_unique(text: str) -> Any:
+    """``yaml.safe_load`` that raises ``yaml.YAMLError`` on duplicate keys."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"configuration file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = safe_load_unique(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(raw, dict):

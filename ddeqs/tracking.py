@@ -104,7 +104,9 @@ class Tracker(NullTracker):
             return fn()
         except Exception as err:  # MLflow raises many types (connection, REST, SQL): all non-fatal
             self.active = False
-            msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+            # the informative line (e.g. "(sqlite3.OperationalError) attempt to write a readonly database")
+            msg = next((ln for ln in lines if "Error)" in ln), lines[0] if lines else type(err).__name__)
             self._warn_fn(
                 f"ddeqs: warning: MLflow tracking at {self.uri} failed while {what} ({type(err).__name__}: {msg[:300]}); "
                 "tracking is off for this run, metrics still go to the run folder"
@@ -124,6 +126,9 @@ class Tracker(NullTracker):
 
         for name in ("alembic", "mlflow"):  # schema migrations and store notes are noise in training logs
             logging.getLogger(name).setLevel(logging.WARNING)
+        # a failing store (read-only database, locked file) logs a whole traceback per attempt at ERROR
+        # level; _safe reports it in one line, so those logs are only noise
+        logging.getLogger("mlflow.store").setLevel(logging.CRITICAL)
 
         self.client = MlflowClient(tracking_uri=self.uri)
         return self.client

@@ -90,8 +90,15 @@ def test_share_keeps_the_requested_count_of_original_points() -> None:
 
 
 def test_radius_removing_everything_is_an_error() -> None:
+    pts = np.random.default_rng(3).uniform(-0.1, 0.1, size=(10, 2))
     with pytest.raises(DataError, match="partial_radius"):
+        partial_split(pts, 0.5, np.random.default_rng(0))
+
+
+def test_all_identical_cloud_is_named_degenerate_not_a_radius_problem() -> None:
+    with pytest.raises(DataError, match="same point") as err:
         partial_split(np.zeros((10, 2)), 0.5, np.random.default_rng(0))
+    assert "partial_radius" not in str(err.value)
 
 
 # --- the training loader: noise on the training split only, fresh draws per visit -------------------

@@ -33,7 +33,7 @@ def test_paper_all_cli(tmp_path, capsys):
 def test_paper_tables_strict_error_is_clean(tmp_path, capsys):
     runs = make_runs(tmp_path / "runs", skip=("mnist-cls-pt",))
     rc = main(["paper", "tables", "--runs", str(runs), "--out", str(tmp_path / "t"), "--summary",
-               str(tmp_path / "s.json"), "--strict"])
+               str(tmp_path / "s.json"), "--strict", "--profile", "smoke"])
     assert rc == 1
     assert "mnist-cls-pt" in capsys.readouterr().err
 

@@ -81,17 +81,17 @@ def test_paper_dry_run_lists_every_job(wf: Path) -> None:
     assert counts["run_params"] == counts["training_curve"] == len(runs)
     assert counts["fetch"] == counts["prepare"] == 2
     for name in runs:
-        assert f"results/runs/{name}/metrics.json" in out, name
+        assert f"results/paper/runs/{name}/metrics.json" in out, name
     for ds in ("mnist-pc", "modelnet40-s"):
         assert f"data/processed/{ds}/train.npz" in out
     for t in TABLES:
-        assert f"results/tables/{t}.csv" in out and f"results/tables/{t}.tex" in out
+        assert f"results/paper/tables/{t}.csv" in out and f"results/paper/tables/{t}.tex" in out
     for f in FIGURES:
-        assert f"results/figures/{f}.png" in out and f"results/figures/{f}.pdf" in out
-    assert "results/summary.json" in out and "results/README.md" in out
+        assert f"results/paper/figures/{f}.png" in out and f"results/paper/figures/{f}.pdf" in out
+    assert "results/paper/summary.json" in out and "results/paper/README.md" in out
     # training jobs declare one GPU each; every job has a log
     assert re.search(r"rule train:.*?resources: [^\n]*gpu=1", out, re.S)
-    assert "Shell command" in out and " train --params results/params/" in out
+    assert "Shell command" in out and " train --params results/paper/params/" in out
 
 
 def test_smoke_is_the_same_dag_on_embedded_data(wf: Path) -> None:
@@ -103,10 +103,12 @@ def test_smoke_is_the_same_dag_on_embedded_data(wf: Path) -> None:
     assert "data/processed/digits/train.npz" in out and "data/processed/shapes/test.npz" in out
     assert "mnist-pc" not in out and "modelnet40-s" not in out  # nothing of the paper leaks in
     for t in TABLES:
-        assert f"results/tables/{t}.md" in out
+        assert f"results/smoke/tables/{t}.md" in out
     for f in FIGURES:
-        assert f"results/figures/{f}.png" in out
+        assert f"results/smoke/figures/{f}.png" in out
     assert "--profile smoke --roles mnist=digits,modelnet=shapes" in out
+    assert "results/paper" not in out  # the smoke profile writes only under results/smoke/
+    assert "--runs results/smoke/runs" in out
 
 
 @pytest.mark.parametrize("configfile", [None, "params/smoke.yaml"])
@@ -122,7 +124,7 @@ def test_params_file_of_an_ablation_child(wf: Path) -> None:
     """The params rule writes a complete, valid ExperimentConfig; iters keeps step x iters = 1000."""
     from ddeqs.config import load_config
 
-    target = "results/params/mnist-cpl-ddeq--iters-50.yaml"
+    target = "results/paper/params/mnist-cpl-ddeq--iters-50.yaml"
     snakemake(wf, "--cores", "1", target)
     cfg = load_config(wf / target)
     assert cfg.task == "completion" and cfg.model.name == "ddeq"
@@ -133,11 +135,11 @@ def test_params_file_of_an_ablation_child(wf: Path) -> None:
     assert cfg.tracking.parent_run == "mnist-cpl-ddeq--iters"
     assert cfg.tracking.rule == "train"
     # the main run it derives from keeps the paper's 200 iterations with step 5
-    snakemake(wf, "--cores", "1", "results/params/mnist-cls-ddeq.yaml", "results/params/modelnet-cls-pt.yaml")
-    main = load_config(wf / "results/params/mnist-cls-ddeq.yaml")
+    snakemake(wf, "--cores", "1", "results/paper/params/mnist-cls-ddeq.yaml", "results/paper/params/modelnet-cls-pt.yaml")
+    main = load_config(wf / "results/paper/params/mnist-cls-ddeq.yaml")
     assert (main.solver.iters, main.solver.step, main.model.cross_layers) == (200, 5.0, 1)
     assert main.tracking.parent_run is None
-    pt = load_config(wf / "results/params/modelnet-cls-pt.yaml")
+    pt = load_config(wf / "results/paper/params/modelnet-cls-pt.yaml")
     assert pt.model.name == "point-transformer" and pt.train.optimizer == "sgd" and pt.train.epochs == 20
 
 
@@ -193,11 +195,14 @@ def test_dvc_stage_and_config(wf: Path) -> None:
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["pipeline"]
     assert stage["cmd"].startswith("snakemake ") and stage["cmd"].split()[1] == "all"  # before --configfile (it takes several files)
     outs = [next(iter(o)) for o in stage["outs"]]
-    assert {"data/processed", "results/runs", "results/tables", "results/figures"} <= set(outs)
-    assert all(next(iter(o.values()))["persist"] for o in stage["outs"])
-    assert next(iter(stage["metrics"][0])) == "results/summary.json"
+    assert {"data/processed", "results/${profile}/runs", "results/${profile}/tables", "results/${profile}/figures"} <= set(outs)
+    # never cached: `dvc exp run` checks out (deletes or rolls back) cached outputs before running
+    declared = [*stage["outs"], *stage["metrics"], *stage["plots"]]
+    assert all(next(iter(o.values()))["persist"] and next(iter(o.values()))["cache"] is False for o in declared)
+    assert next(iter(stage["metrics"][0])) == "results/${profile}/summary.json"
+    assert "dvc_profile=${profile}" in stage["cmd"]
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    assert params["config"] == "params/config.yaml"
+    assert params["config"] == "params/config.yaml" and params["profile"] == "paper"
     config = (REPO / ".dvc/config").read_text()
     assert re.search(r"analytics\s*=\s*false", config)
     assert re.search(r"remote\s*=\s*local", config)

@@ -26,11 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("names", nargs="+", choices=NAMES, metavar="NAME", help=f"one or more of {', '.join(NAMES)}")
     r.add_argument("--raw-root", default="data/raw", help="folder with the raw files (default: data/raw)")
     r.add_argument("--root", default="data/processed", help="output folder (default: data/processed)")
-    r.add_argument("--max-points", type=int, default=800, help="3-D: at most this many points per cloud (default 800)")
-    r.add_argument("--min-points", type=int, default=500, help="3-D: voxel-size search aims at least this many (default 500)")
-    r.add_argument("--workers", type=int, default=1, help="3-D: processes for voxelization (default 1)")
-    r.add_argument("--per-class-train", type=int, default=24, help="shapes: training meshes per class (default 24)")
-    r.add_argument("--per-class-test", type=int, default=8, help="shapes: test meshes per class (default 8)")
+    r.add_argument("--max-points", type=positive_int, default=800, help="3-D: at most this many points per cloud (default 800)")
+    r.add_argument("--min-points", type=positive_int, default=500, help="3-D: voxel-size search aims at least this many (default 500)")
+    r.add_argument("--workers", type=positive_int, default=1, help="3-D: processes for voxelization (default 1)")
+    r.add_argument("--per-class-train", type=positive_int, default=24, help="shapes: training meshes per class (default 24)")
+    r.add_argument("--per-class-test", type=positive_int, default=8, help="shapes: test meshes per class (default 8)")
     r.add_argument("--force", action="store_true", help="rebuild even when the outputs are complete")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=prepare)
@@ -39,6 +39,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     i.add_argument("path", help="a split (<root>/<name>/train.npz or without suffix) or a dataset folder")
     i.set_defaults(func=info)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--per-class-train 0`` would prepare an empty split)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
 
 
 def fetch(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 Loads RUN_DIR/config.yaml and RUN_DIR/model.pt, computes the split's metrics (classification:
 accuracy, cross entropy; completion: Riesz MMD², W2 and OT over free particles and over the
 full cloud, Chamfer; each with its standard error) and writes them to metrics.json[<split>].
+Refuses when the dataset changed since training (its sha256 differs), unless --accept-new-data.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="override train.device (auto, cpu, cuda, cuda:N)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    p.add_argument("--accept-new-data", action="store_true",
+                   help="the dataset changed since training: evaluate anyway and record its new sha256 "
+                        "(default: refuse)")
     p.set_defaults(func=run)
 
 
@@ -26,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ddeqs.training import evaluate_run
 
-    m = evaluate_run(args.run_dir, args.split, device=args.device, quiet=args.quiet, track=not args.no_track)
+    m = evaluate_run(args.run_dir, args.split, device=args.device, quiet=args.quiet, track=not args.no_track,
+                     accept_new_data=args.accept_new_data)
     block = m[args.split]
     shown = ", ".join(f"{k} {v:.4g} ± {block.get(k + '_se', 0.0):.2g}" for k, v in block.items()
                       if not k.endswith("_se") and k != "n" and isinstance(v, (int, float)))

@@ -6,39 +6,43 @@ import argparse
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runs", default="results/runs", help="folder of run folders (default: results/runs)")
+    p.add_argument("--runs", default="results/paper/runs",
+                   help="folder of run folders, results/<profile>/runs (default: results/paper/runs); "
+                        "a missing or empty folder is an error")
     p.add_argument("--config", default=None,
                    help="pipeline YAML with keys 'profile' and 'roles' (e.g. params/smoke.yaml); flags below win")
-    p.add_argument("--profile", default=None, help="configuration that produced the runs: paper or smoke (default: paper)")
+    p.add_argument("--profile", default=None, help="configuration that produced the runs: paper or smoke (default: paper); another name needs --roles")
     p.add_argument("--roles", default=None, help="role=dataset pairs, e.g. mnist=digits,modelnet=shapes "
                                                  "(default: from the profile)")
     p.add_argument("--strict", action="store_true", help="a missing run is an error instead of a NaN cell / skipped figure")
+    p.add_argument("--force", action="store_true",
+                   help="replace existing tables even when the new ones have fewer filled cells")
 
 
 def _tables_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tables-out", "--out", dest="tables_out", default="results/tables", help="output folder for tables")
-    p.add_argument("--summary", default="results/summary.json", help="flat metrics JSON for 'dvc metrics show'")
+    p.add_argument("--tables-out", "--out", dest="tables_out", default="results/paper/tables", help="output folder for tables")
+    p.add_argument("--summary", default="results/paper/summary.json", help="flat metrics JSON for 'dvc metrics show'")
     p.add_argument("--only-tables", dest="only_tables", default=None, help="comma-separated subset, e.g. table1,table6")
 
 
 def _figures_args(p: argparse.ArgumentParser, out_flag: bool = True) -> None:
     names = ["--figures-out", "--out"] if out_flag else ["--figures-out"]
-    p.add_argument(*names, dest="figures_out", default="results/figures", help="output folder for figures")
+    p.add_argument(*names, dest="figures_out", default="results/paper/figures", help="output folder for figures")
     p.add_argument("--only", default=None, help="comma-separated subset, e.g. fig04,fig16")
     p.add_argument("--flow-particles", type=int, default=100, help="particles of the Figure 16/17 flow")
     p.add_argument("--flow-iters", type=int, default=2000, help="iterations of the Figure 16/17 flow (paper: 2000)")
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--report", default="results/README.md", help="report path")
+    p.add_argument("--report", default="results/paper/README.md", help="report path")
     p.add_argument("--mlflow-ui", default=None, help="MLflow UI address for run links, e.g. http://127.0.0.1:5000")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("paper", help="regenerate the paper's tables, figures and results/README.md",
+    parser = subparsers.add_parser("paper", help="regenerate the paper's tables, figures and results/<profile>/README.md",
                                    description=__doc__)
     sub = parser.add_subparsers(dest="paper_command", metavar="WHAT", required=True)
-    p = sub.add_parser("tables", help="Tables 1-6 and App. D.5 as CSV, Markdown, LaTeX + results/summary.json")
+    p = sub.add_parser("tables", help="Tables 1-6 and App. D.5 as CSV, Markdown, LaTeX + results/<profile>/summary.json")
     _common(p)
     _tables_args(p)
     p.set_defaults(func=_tables)
@@ -46,11 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(p)
     _figures_args(p)
     p.set_defaults(func=_figures)
-    p = sub.add_parser("report", help="results/README.md: every table and figure next to the paper's values")
+    p = sub.add_parser("report", help="results/<profile>/README.md: every table and figure next to the paper's values")
     _common(p)
-    p.add_argument("--tables-out", dest="tables_out", default="results/tables")
-    p.add_argument("--figures-out", dest="figures_out", default="results/figures")
-    p.add_argument("--summary", default="results/summary.json")
+    p.add_argument("--tables-out", dest="tables_out", default="results/paper/tables")
+    p.add_argument("--figures-out", dest="figures_out", default="results/paper/figures")
+    p.add_argument("--summary", default="results/paper/summary.json")
     _report_args(p)
     p.set_defaults(func=_report)
     p = sub.add_parser("all", help="tables, figures and report in one go")
@@ -96,8 +100,44 @@ def flow_handler(args: argparse.Namespace) -> int:
 def _setup(args: argparse.Namespace):
     from ddeqs.paper.runs import RunStore, make_context
 
+    from ddeqs.errors import DataError
+
     ctx = make_context(args.profile, args.roles, args.config)
-    return RunStore(args.runs, strict=args.strict), ctx
+    store = RunStore(args.runs, strict=args.strict, ctx=ctx)
+    if not store.root.is_dir():
+        raise DataError(f"runs folder {store.root} does not exist; pass --runs results/<profile>/runs "
+                        f"(e.g. results/{ctx.profile}/runs)")
+    if not store.names():
+        raise DataError(f"runs folder {store.root} has no run folder with a metrics.json; train first "
+                        f"(snakemake all) or pass the right --runs")
+    return store, ctx
+
+
+def _guard_summary(tables, args) -> None:
+    """Refuse to replace tables whose summary has more filled cells than the new one (unless --force)."""
+    import json
+    from pathlib import Path
+
+    from ddeqs.errors import DataError
+    from ddeqs.paper.tables import summary
+
+    path = Path(args.summary)
+    if getattr(args, "force", False) or not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return  # unreadable: nothing worth keeping
+    names = {t.name for t in tables}
+    old_filled = {k for k in old if k.split("/", 1)[0] in names}
+    new_filled = set(summary(tables))
+    lost = sorted(old_filled - new_filled)
+    if lost:
+        raise DataError(
+            f"{path} has {len(old_filled)} filled cells of these tables, the new tables only {len(new_filled)} "
+            f"({len(lost)} would become missing, e.g. {', '.join(lost[:3])}); nothing was written. Check --runs "
+            f"and --profile, or pass --force to replace them"
+        )
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -108,6 +148,7 @@ def _do_tables(store, ctx, args):
     from ddeqs.paper.tables import build_tables, write_tables
 
     tables = build_tables(store, ctx, _split(getattr(args, "only_tables", None)))
+    _guard_summary(tables, args)
     write_tables(tables, args.tables_out, ctx, summary_path=args.summary)
     n_cells = sum(len(t.cells) for t in tables)
     n_missing = sum(c.is_missing for t in tables for c in t.cells)

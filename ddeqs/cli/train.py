@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--params", metavar="FILE", help="run configuration YAML (ExperimentConfig); default: built-in defaults")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, repeatable (e.g. --set solver.iters=50 --set train.epochs=2)")
-    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write (e.g. results/runs/mnist-cls-ddeq)")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write (e.g. results/paper/runs/mnist-cls-ddeq)")
     p.add_argument("--work", metavar="DIR", help="checkpoint folder (default: RUN_DIR/.work)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch)")
     p.add_argument("--keep-work", action="store_true", help="keep the last checkpoint after a successful run")

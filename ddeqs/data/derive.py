@@ -54,6 +54,10 @@ def partial_split(points: np.ndarray, radius: float, rng: np.random.Generator, n
     n = len(pts)
     if n == 0:
         raise DataError("cannot make a partial cloud from an empty cloud")
+    if n > 1 and not np.ptp(pts, axis=0).any():  # no radius helps here: say what is wrong with the cloud
+        raise DataError(f"all {n} points of the cloud are the same point {pts[0].tolist()}: it is degenerate "
+                        "(a broken source file or a failed voxelization), and no partial cloud can be cut from "
+                        "it; fix or drop it and prepare the dataset again")
     for _ in range(tries):
         centres = pts[rng.choice(n, size=min(n_centres, n), replace=False)]
         dist = np.linalg.norm(pts[:, None, :] - centres[None, :, :], axis=-1)  # (n, n_centres)

@@ -27,11 +27,16 @@ def file_digest(path: str | Path, algo: str = "sha256") -> str:
 
 
 def parse_checksum(checksum: str | None) -> tuple[str, str] | None:
-    """``'sha256:ab..'``, ``'md5:..'`` or a bare sha256 hex -> ``(algo, hex)``."""
+    """``'sha256:ab..'``, ``'md5:..'`` or a bare sha256 hex -> ``(algo, hex)``; an unknown algorithm is a
+    :class:`DownloadError` (raised before any request, so no ``.part`` file is left)."""
     if not checksum:
         return None
     algo, _, value = checksum.partition(":") if ":" in checksum else ("sha256", "", checksum)
-    return algo.lower(), value.lower()
+    algo = algo.lower()
+    if algo not in hashlib.algorithms_available:
+        raise DownloadError(f"checksum {checksum!r}: unknown hash algorithm {algo!r}; write it as "
+                            f"'sha256:<hex>' (or md5, sha1, sha512)")
+    return algo, value.lower()
 
 
 def verify(path: str | Path, checksum: str | None) -> bool:
@@ -53,6 +58,7 @@ def download(url: str, dest: str | Path, checksum: str | None = None, progress: 
     :class:`DownloadError` naming the URL and where to place the file by hand.
     """
     dest = Path(dest)
+    parse_checksum(checksum)  # an unknown algorithm fails here, before anything is written
     if dest.is_file():
         if verify(dest, checksum):
             return dest

@@ -94,7 +94,7 @@ class CloudDataset(Dataset):
     def __init__(self, cfg: ExperimentConfig, split: str) -> None:
         self.data = open_split(cfg, split)
         self.rows, self.class_names, self.lut = _rows(cfg, self.data, split)
-        self.split = split
+        self.split, self.dataset = split, cfg.data.dataset
         self.completion = cfg.task == "completion"
         self.radius = cfg.data.partial_radius or default_partial_radius(cfg.data.dataset)
         self.noise = cfg.data.noise if (split == "train" or cfg.data.noise_test) else 0.0
@@ -113,8 +113,12 @@ class CloudDataset(Dataset):
         label = int(self.lut[self.data.labels[row]])
         if not self.completion:
             return {"points": cloud, "target": None, "missing": None, "label": label, "index": row}
-        x, missing = completion_input(cloud, self.radius, self.noise, self.share, self.seed, self.split, row,
-                                      noise_mode=self.noise_mode, visit=visit, redraw_partial=self.redraw_partial)
+        try:
+            x, missing = completion_input(cloud, self.radius, self.noise, self.share, self.seed, self.split, row,
+                                          noise_mode=self.noise_mode, visit=visit, redraw_partial=self.redraw_partial)
+        except DataError as err:  # name the cloud: split, stored row, source
+            src = self.data.names[row] if row < len(self.data.names) else "?"
+            raise DataError(f"{self.dataset} {self.split} split, row {row} (source {src}): {err}") from None
         return {"points": x.astype(np.float32), "target": cloud, "missing": missing.astype(np.float32),
                 "label": label, "index": row}
 

@@ -89,7 +89,8 @@ def pack(clouds: Sequence[np.ndarray], labels: Sequence[int], class_names: Seque
          names: Sequence[str] | None = None) -> SplitArrays:
     """Concatenate ``(n_i, d)`` clouds into a :class:`SplitArrays`."""
     if len(clouds) == 0:
-        raise DataError("no clouds to write: every input was skipped (see the messages above)")
+        raise DataError("no clouds to write: the split has no input cloud (empty source, or every cloud was "
+                        "skipped as too small); check the raw data and the preparation options")
     d = clouds[0].shape[1]
     pts = np.concatenate([np.asarray(c, dtype=np.float32).reshape(-1, d) for c in clouds], axis=0)
     lengths = np.array([len(c) for c in clouds], dtype=np.int64)

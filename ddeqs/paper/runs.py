@@ -1,4 +1,4 @@
-"""Read finished run folders (``results/runs/<run_name>/``) by the naming contract.
+"""Read finished run folders (``results/<profile>/runs/<run_name>/``) by the naming contract.
 
 Run names: ``<role>-<task>-<model>`` (role ``mnist``/``modelnet``, task ``cls``/``cpl``,
 model ``ddeq``/``pointnet``/``pt``/``pcn``); ablations ``<main>--<grid>-<value>``.
@@ -77,11 +77,13 @@ def make_context(
     if config is not None:
         import yaml
 
+        from ddeqs.config import safe_load_unique
+
         path = Path(config)
         if not path.is_file():
             raise DataError(f"pipeline configuration not found: {path} (pass --config params/config.yaml or --profile)")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = safe_load_unique(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise DataError(f"{path} is not valid YAML: {err}") from None
         if not isinstance(raw, dict):
@@ -93,6 +95,10 @@ def make_context(
     prof = profile or cfg_profile or "paper"
     if isinstance(roles, str):
         roles = parse_roles(roles)
+    if prof not in PROFILE_ROLES and not (roles or cfg_roles):
+        # a typo ('smok') must not silently read the runs as the paper's
+        raise DataError(f"unknown profile {prof!r}: use one of {', '.join(PROFILE_ROLES)}, "
+                        f"or give its datasets with --roles mnist=...,modelnet=... (or --config FILE)")
     mapping = dict(PROFILE_ROLES.get(prof, PROFILE_ROLES["paper"]))
     mapping.update({str(k): str(v) for k, v in (cfg_roles or {}).items()})
     mapping.update(roles or {})
@@ -203,9 +209,10 @@ class RunStore:
     :attr:`problems`) unless ``strict``, where it raises :class:`DataError`.
     """
 
-    def __init__(self, root: str | Path, strict: bool = False) -> None:
+    def __init__(self, root: str | Path, strict: bool = False, ctx: PaperContext | None = None) -> None:
         self.root = Path(root)
         self.strict = strict
+        self.ctx = ctx
         self._cache: dict[str, Run | None] = {}
         self.missing: list[str] = []
         self.problems: dict[str, str] = {}
@@ -227,7 +234,26 @@ class RunStore:
             warnings.warn(msg, stacklevel=3)
             self.problems[name] = msg
             return None
+        wrong = self._foreign(name, metrics)
+        if wrong:
+            if self.strict:
+                raise DataError(wrong)
+            warnings.warn(wrong, stacklevel=3)
+            self.problems[name] = wrong
+            return None
         return Run(name=name, path=folder, metrics=metrics)
+
+    def _foreign(self, name: str, metrics: dict[str, Any]) -> str | None:
+        """Why a run belongs to another profile (its dataset is not the role's), or None."""
+        if self.ctx is None:
+            return None
+        role = name.split("-", 1)[0]
+        expected, found = self.ctx.roles.get(role), metrics.get("dataset")
+        if expected is None or found is None or found == expected:
+            return None
+        return (f"{self.root / name} was trained on {found!r}, but {self.ctx.describe()} uses {expected!r} for "
+                f"role {role!r}: it belongs to another profile and is not used (each profile has its own "
+                f"results/<profile>/runs; check --runs and --profile)")
 
     def peek(self, name: str) -> Run | None:
         """Like :meth:`get` but never strict and never recorded as missing."""

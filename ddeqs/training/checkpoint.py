@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,15 @@ import numpy as np
 import torch
 
 from ddeqs.config import ExperimentConfig
+from ddeqs.errors import DDEQError
 from ddeqs.training.runfolder import write_torch
 
 __all__ = ["CHECKPOINT", "config_fingerprint", "load_checkpoint", "pack_rng", "save_checkpoint", "unpack_rng"]
 
 CHECKPOINT = "last.pt"
+#: what a resume reads (trainer.train_run)
+REQUIRED_KEYS = ("fingerprint", "epoch", "step", "model", "optimizer", "scheduler", "scaler", "rng", "diagnostics",
+                 "history", "epoch_seconds")
 #: keys that do not change what is computed (display, bookkeeping): ignored by the fingerprint
 _NEUTRAL = ("train.quiet", "tracking.")
 
@@ -65,12 +70,22 @@ def load_checkpoint(work_dir: str | Path, fingerprint: str, log: Any = print) ->
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a corrupt file (e.g. disk full): start over, keep going
-        log(f"ddeqs: checkpoint {path} is unreadable ({type(err).__name__}: {err}); starting from epoch 0")
+    except pickle.UnpicklingError:  # Python objects in it: never loaded unsafely, never resumed
+        log(f"ddeqs: checkpoint {path} is not a plain weights file (it holds Python objects the safe loader "
+            f"refuses; do not load it with weights_only=False); ignoring it, starting from epoch 0")
         return None
-    if state.get("fingerprint") != fingerprint:
+    except Exception as err:  # a corrupt file (e.g. disk full): start over, keep going
+        log(f"ddeqs: checkpoint {path} is unreadable ({type(err).__name__}: {str(err)[:200]}); starting from epoch 0")
+        return None
+    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
         log(f"ddeqs: checkpoint {path} was written for a different configuration; starting from epoch 0")
         return None
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise DDEQError(
+            f"checkpoint {path} matches this configuration but lacks {', '.join(missing)} (written by another "
+            f"version of ddeqs or damaged); delete it to train from epoch 0, or resume with the version that wrote it"
+        )
     return state
 
 

@@ -30,12 +30,13 @@ import torch.nn as nn
 
 from ddeqs.batch import CloudBatch
 from ddeqs.config import ExperimentConfig
+from ddeqs.errors import BadCloudError
 from ddeqs.metrics import chamfer, mean_and_se, ot_distance, w2
 from ddeqs.mmd import riesz_mmd2
 from ddeqs.training.losses import per_sample_loss
 from ddeqs.training.seeding import derive_seed
 
-__all__ = ["EvalResult", "N_SAMPLES", "evaluate_model", "evaluate_run", "load_run_model", "summarize", "write_eval_artifacts"]
+__all__ = ["EvalResult", "N_SAMPLES", "evaluate_model", "evaluate_run", "load_run_model", "load_weights", "summarize", "write_eval_artifacts"]
 
 N_SAMPLES = 16  # completion samples saved for Figures 1, 4, 5, 15
 
@@ -146,7 +147,12 @@ def evaluate_model(
             for bi, batch in enumerate(tqdm(loader, desc=desc, leave=False, disable=quiet, dynamic_ncols=True)):
                 batch = batch.to(device)
                 with autocast(device, cfg.train.amp):
-                    out = model(batch.points, batch.mask)
+                    try:
+                        out = model(batch.points, batch.mask)
+                    except BadCloudError as err:
+                        from ddeqs.training.badcloud import locate_bad_clouds
+
+                        raise locate_bad_clouds(err, batch, cfg, desc if desc in ("train", "test") else "test") from None
                 if cfg.task == "classification":
                     logits = out.logits.float()
                     vals = {
@@ -200,6 +206,30 @@ def write_eval_artifacts(out_dir: str | Path, result: EvalResult) -> list[Path]:
     return written
 
 
+def load_weights(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` with one clear error for a file that is not plain weights.
+
+    A file that pickles Python objects (possibly code) is refused by torch's safe loader; torch's
+    own message then advises ``weights_only=False``, which would run that code: it is not repeated.
+    """
+    import pickle
+
+    from ddeqs.errors import DataError
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise DataError(
+            f"{path} is not a plain weights file: it contains Python objects that the safe loader refuses "
+            f"(it may run code). Do not load it with weights_only=False; retrain with 'ddeqs train' or take "
+            f"the file from a source you trust"
+        ) from None
+    except (OSError, RuntimeError, EOFError, ValueError) as err:
+        raise DataError(f"{path} is not a readable PyTorch file ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0][:200] if str(err) else ''}); retrain with 'ddeqs train'") from None
+
+
 def load_run_model(run_dir: str | Path, source: Any = None, device: str | None = None) -> tuple[ExperimentConfig, nn.Module, Any, torch.device]:
     """``(cfg, model, source, device)`` from a run folder's ``config.yaml`` and ``model.pt``."""
     from ddeqs.config import load_config
@@ -217,8 +247,8 @@ def load_run_model(run_dir: str | Path, source: Any = None, device: str | None =
     dev = resolve_device(device or cfg.train.device)
     source = source or default_source(cfg)
     model = build_model(cfg, source.info.in_dim, source.info.num_classes)
+    state = load_weights(run_dir / "model.pt")
     try:
-        state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except Exception as err:
         raise DataError(
@@ -230,18 +260,57 @@ def load_run_model(run_dir: str | Path, source: Any = None, device: str | None =
 
 def evaluate_run(
     run_dir: str | Path, split: str = "test", *, source: Any = None, device: str | None = None,
-    quiet: bool = True, track: bool = True,
+    quiet: bool = True, track: bool = True, accept_new_data: bool = False, log: Any = None,
 ) -> dict[str, Any]:
     """Evaluate a finished run folder on ``split`` and write ``metrics.json[split]`` (other keys kept).
 
     The test split also rewrites ``embeddings.npz`` / ``samples.npz``. Logs ``<split>_*`` metrics to the
     run's MLflow run (``mlflow_run_id``) or, when that run is not in the store, to a new run. Returns the
     updated metrics.json content.
+
+    The dataset's sha256 must equal the ``dataset_sha256`` recorded at training; otherwise a
+    :class:`~ddeqs.errors.DataError` is raised before anything is written, unless
+    ``accept_new_data`` (the new hash is then recorded and ``log`` says so). One process per run
+    folder (:mod:`ddeqs.training.lock`).
     """
-    from ddeqs.training.runfolder import read_json, write_json
+    if log is None:
+        import sys
+
+        def log(msg: str) -> None:
+            print(msg, file=sys.stderr, flush=True)
+
+    from ddeqs.training.lock import run_folder_lock
 
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        from ddeqs.errors import DataError
+
+        raise DataError(f"{run_dir / 'config.yaml'} not found: run folder {run_dir} does not exist; pass a "
+                        f"folder written by 'ddeqs train'")
+    with run_folder_lock(run_dir, "evaluate"):
+        return _evaluate_locked(run_dir, split, source=source, device=device, quiet=quiet, track=track,
+                                accept_new_data=accept_new_data, log=log)
+
+
+def _evaluate_locked(run_dir: Path, split: str, *, source: Any, device: str | None, quiet: bool, track: bool,
+                     accept_new_data: bool, log: Any) -> dict[str, Any]:
+    from ddeqs.errors import DataError
+    from ddeqs.training.runfolder import read_json, write_json
+
     cfg, model, source, dev = load_run_model(run_dir, source, device)
+    path = run_dir / "metrics.json"
+    old_metrics = read_json(path) if path.is_file() else {}
+    trained_on, now = old_metrics.get("dataset_sha256"), getattr(source.info, "sha256", None)
+    if trained_on and now and trained_on != now:
+        if not accept_new_data:
+            raise DataError(
+                f"the dataset {cfg.data.dataset} changed since {run_dir} was trained (sha256 {trained_on[:12]}... "
+                f"then, {now[:12]}... now); nothing was written. Retrain with 'ddeqs train', or pass "
+                f"--accept-new-data to evaluate on the new data and record its hash"
+            )
+        log(f"ddeqs: {cfg.data.dataset} changed since training (sha256 {trained_on[:12]}... -> {now[:12]}...); "
+            f"evaluating on the new data and recording its hash in {path} (the old one is kept as "
+            f"dataset_sha256_trained)")
     loader = source.loader(split, shuffle=False, batch_size=cfg.train.batch_size)
     is_test = split == "test"
     result = evaluate_model(
@@ -249,12 +318,15 @@ def evaluate_run(
         embeddings_batches=cfg.train.save_embeddings if (is_test and cfg.model.name == "ddeq" and cfg.task == "classification") else 0,
         n_samples=N_SAMPLES if (is_test and cfg.task == "completion") else 0, quiet=quiet, desc=split,
     )
-    path = run_dir / "metrics.json"
-    metrics = read_json(path) if path.is_file() else {
+    metrics = old_metrics or {
         "name": cfg.tracking.run_name or run_dir.resolve().name, "task": cfg.task, "model": cfg.model.name,
         "dataset": cfg.data.dataset, "config_flat": cfg.flat(), "mlflow_run_id": None,
         "mlflow_experiment_id": None,
     }
+    if trained_on and now and trained_on != now:
+        metrics["dataset_sha256_trained"] = metrics.get("dataset_sha256_trained") or trained_on
+    if now:
+        metrics["dataset_sha256"] = now
     block = dict(metrics.get(split) or {})
     block.update(result.metrics)
     metrics[split] = block

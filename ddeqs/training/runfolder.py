@@ -1,4 +1,4 @@
-"""Run-folder files (``results/runs/<run>/``), written atomically.
+"""Run-folder files (``results/<profile>/runs/<run>/``), written atomically.
 
 Every final output is first written to a temporary file in the same folder and then moved
 into place with :func:`os.replace`, so a killed process never leaves a half-written
@@ -17,9 +17,33 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["atomic_write", "read_json", "to_jsonable", "write_json", "write_npz", "write_torch", "write_text"]
+__all__ = ["RUN_SIDE_FILES", "atomic_write", "ensure_writable", "read_json", "to_jsonable", "write_json", "write_npz", "write_torch", "write_text"]
 
 WORK_DIR = ".work"  # undeclared pipeline output: survives Snakemake deleting outputs
+#: files a run writes only for some models/tasks; a retrained run removes those it did not write
+RUN_SIDE_FILES = ("embeddings.npz", "samples.npz", "diagnostics.json")
+
+
+def ensure_writable(folder: str | Path, what: str) -> Path:
+    """Create ``folder`` if needed and prove a file can be written there; a clear error otherwise.
+
+    Called for every output location before training starts, so that a read-only or mistyped
+    folder fails in a second, not after the first epoch.
+    """
+    from ddeqs.errors import DDEQError
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise DDEQError(f"{what} {folder} is a file, not a folder; pass another path or move the file away")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".ddeqs-write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise DDEQError(f"cannot write the {what} {folder} ({err.strerror or err}); make it writable or pass "
+                        f"another folder") from None
+    return folder
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool = True) -> Path:

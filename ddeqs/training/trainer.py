@@ -17,6 +17,7 @@ bit-identical metrics to an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import statistics
@@ -30,13 +31,15 @@ import torch.nn as nn
 import yaml
 
 from ddeqs.config import ExperimentConfig
-from ddeqs.errors import DDEQError
+from ddeqs.errors import BadCloudError, DDEQError
 from ddeqs.models import build_model, count_parameters
+from ddeqs.training.badcloud import locate_bad_clouds
 from ddeqs.training.checkpoint import config_fingerprint, load_checkpoint, pack_rng, save_checkpoint, unpack_rng
 from ddeqs.training.diagnostics import Diagnostics
 from ddeqs.training.evaluate import N_SAMPLES, autocast, evaluate_model, write_eval_artifacts
 from ddeqs.training.losses import per_sample_loss
-from ddeqs.training.runfolder import WORK_DIR, write_json, write_text, write_torch
+from ddeqs.training.lock import LOCK_FILE, run_folder_lock
+from ddeqs.training.runfolder import RUN_SIDE_FILES, WORK_DIR, ensure_writable, write_json, write_text, write_torch
 from ddeqs.training.seeding import (
     configure_torch, device_label, resolve_device, rng_state, seed_all, seed_epoch, set_rng_state,
 )
@@ -145,9 +148,26 @@ def train_run(
     """
     out_dir = Path(out_dir)
     work = Path(work_dir) if work_dir is not None else out_dir / WORK_DIR
+    # every output location is checked before anything trains (a read-only --work used to fail after epoch 1)
+    ensure_writable(out_dir, "run folder")
+    ensure_writable(work, "checkpoint folder")
+    separate_work = out_dir.resolve() not in work.resolve().parents
+    with contextlib.ExitStack() as locks:  # one process per run folder (and per work folder outside it)
+        locks.enter_context(run_folder_lock(out_dir, "train"))
+        if separate_work:
+            locks.enter_context(run_folder_lock(work, "train"))
+        metrics = _train_locked(cfg, out_dir, work, source=source, quiet=quiet, keep_work=keep_work, log=log)
+    if separate_work and not keep_work:  # the lock file was all that was left in it
+        (work / LOCK_FILE).unlink(missing_ok=True)
+        if work.is_dir() and not any(work.iterdir()):
+            shutil.rmtree(work, ignore_errors=True)
+    return metrics
+
+
+def _train_locked(cfg: ExperimentConfig, out_dir: Path, work: Path, *, source: DataSource | None,
+                  quiet: bool | None, keep_work: bool, log: Callable[[str], None]) -> dict[str, Any]:
     quiet = cfg.train.quiet if quiet is None else quiet
     run_name = cfg.tracking.run_name or out_dir.resolve().name
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     configure_torch(cfg)
     device = resolve_device(cfg.train.device)
@@ -213,7 +233,10 @@ def train_run(
                 batch = batch.to(device)
                 optimizer.zero_grad(set_to_none=True)
                 with autocast(device, amp):
-                    out = _forward(model, batch)
+                    try:
+                        out = _forward(model, batch)
+                    except BadCloudError as err:
+                        raise locate_bad_clouds(err, batch, cfg, "train") from None
                 losses = per_sample_loss(cfg, out, batch, progress=step / total_steps)
                 loss = losses.mean()
                 if not torch.isfinite(loss):
@@ -298,11 +321,18 @@ def train_run(
             "dataset_sha256": getattr(info, "sha256", None), "config_flat": cfg.flat(),
             "train": {"loss": history[-1]["train_loss"] if history else None}, "test": result.metrics,
         }
+        # metrics.json marks a finished run: it goes first and comes back last, and side files of an
+        # earlier run in this folder that this run did not write are removed, so that figures are
+        # never drawn from an old run next to new metrics
+        (out_dir / "metrics.json").unlink(missing_ok=True)
         write_run_files(out_dir, cfg, model)
         write_json(out_dir / "history.json", {"epochs": history})
         written = write_eval_artifacts(out_dir, result)
         if diag.enabled:
             written.append(write_json(out_dir / "diagnostics.json", diag.series))
+        for stale in RUN_SIDE_FILES:
+            if out_dir / stale not in written:
+                (out_dir / stale).unlink(missing_ok=True)
         write_json(out_dir / "metrics.json", metrics)
 
         tracker.log_metrics({f"test_{k}": v for k, v in result.metrics.items()}, step=epochs)

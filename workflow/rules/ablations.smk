@@ -3,7 +3,7 @@
 # Targets to run one part of the DAG:
 #   snakemake main_runs            every main run
 #   snakemake ablations            every ablation child
-#   snakemake results/runs/mnist-cpl-ddeq--noise-0.2/metrics.json     one run
+#   snakemake results/paper/runs/mnist-cpl-ddeq--noise-0.2/metrics.json     one run
 
 MAIN_RUNS = list(config["runs"])
 ABLATION_RUNS = [name for name in RUNS if "--" in name]

@@ -1,6 +1,8 @@
 # Run table of the pipeline: every training run (main runs and ablation children) as a
 # resolved ExperimentConfig dict, derived from the pipeline configuration (params/*.yaml).
 #
+# Outputs of a profile live under results/<profile>/ (ROOT below).
+#
 # Run names follow the shared run-folder contract: main runs "<role>-<task>-<model>",
 # ablation children "<main run>--<grid>-<value>". The dataset of a role comes from
 # config["roles"]. Values are merged in this order (later wins):
@@ -16,7 +18,7 @@ import yaml
 
 from snakemake.utils import validate
 
-from ddeqs.config import ConfigError, from_dict
+from ddeqs.config import ConfigError, from_dict, safe_load_unique
 
 TASKS = {"cls": "classification", "cpl": "completion"}
 MODELS = {"ddeq": "ddeq", "pointnet": "pointnet", "pt": "point-transformer", "pcn": "pcn"}
@@ -68,6 +70,9 @@ def main_run_config(cfg, name):
     set_dotted(raw, "model.name", MODELS[model])
     set_dotted(raw, "tracking.run_name", name)
     set_dotted(raw, "tracking.rule", "train")
+    # one MLflow experiment per profile and task: smoke runs never land next to paper runs
+    if not raw.get("tracking", {}).get("experiment"):
+        set_dotted(raw, "tracking.experiment", f"ddeqs-{cfg['profile']}-{TASKS[task]}")
     return raw
 
 
@@ -103,7 +108,7 @@ def dataset_files(wildcards):
 
 
 def metrics_of(names):
-    return expand("results/runs/{run}/metrics.json", run=names)
+    return expand(f"{ROOT}/runs/{{run}}/metrics.json", run=names)
 
 
 def write_curve(history_json, out_csv, log_file):
@@ -120,7 +125,22 @@ def write_curve(history_json, out_csv, log_file):
     Path(log_file).write_text(f"{len(rows)} epochs -> {out_csv}\n")
 
 
+# Snakemake's YAML reader keeps the last of two equal keys silently: re-read the files strictly.
+for _path in workflow.overwrite_configfiles or workflow.configfiles:
+    try:
+        safe_load_unique(Path(_path).read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{_path}: {err}") from None
 validate(config, schema="../schemas/config.schema.yaml")
+# Every output of a profile lives under results/<profile>/ (runs, params, tables, figures, plots,
+# summary.json, README.md, logs, benchmarks): the paper and the smoke configuration never write,
+# or read, each other's files. data/ is shared: datasets are named per profile (mnist-pc, digits).
+ROOT = f"results/{config['profile']}"
+if config.get("dvc_profile") and config["dvc_profile"] != config["profile"]:
+    raise ValueError(
+        f"params.yaml says profile {config['dvc_profile']!r} but the configuration file says "
+        f"{config['profile']!r}: pass both, e.g. dvc exp run -S profile=smoke -S config=params/smoke.yaml"
+    )
 RUNS = build_runs(config)
 # The ddeqs command of the Python running Snakemake: works without an activated venv.
 DDEQS = config.get("command") or f'"{sys.executable}" -m ddeqs'

@@ -6,9 +6,9 @@ rule fetch:
     output:
         touch("data/raw/.fetched-{dataset}"),
     log:
-        "results/logs/fetch/{dataset}.log",
+        f"{ROOT}/logs/fetch/{{dataset}}.log",
     benchmark:
-        "results/benchmarks/fetch/{dataset}.tsv"
+        f"{ROOT}/benchmarks/fetch/{{dataset}}.tsv"
     conda:
         "../../environment.yml"
     params:
@@ -27,9 +27,9 @@ rule prepare:
         multiext("data/processed/{dataset}/train", ".npz", ".json"),
         multiext("data/processed/{dataset}/test", ".npz", ".json"),
     log:
-        "results/logs/prepare/{dataset}.log",
+        f"{ROOT}/logs/prepare/{{dataset}}.log",
     benchmark:
-        "results/benchmarks/prepare/{dataset}.tsv"
+        f"{ROOT}/benchmarks/prepare/{{dataset}}.tsv"
     conda:
         "../../environment.yml"
     params:

@@ -1,6 +1,6 @@
 # Paper artifacts from the finished run folders: Tables 1-6 and App. D.5 (CSV, Markdown,
-# LaTeX), the flat metrics results/summary.json (for `dvc metrics show`), Figures 1, 4, 5,
-# 7-17 (PNG and PDF), and results/README.md. The profile name and the role -> dataset mapping
+# LaTeX), the flat metrics results/<profile>/summary.json (for `dvc metrics show`), Figures 1, 4, 5,
+# 7-17 (PNG and PDF), and results/<profile>/README.md. The profile name and the role -> dataset mapping
 # are passed explicitly, so the same rules serve the paper and the smoke configuration.
 
 TABLES = ["table1", "table2", "table3", "table4", "table5", "table6", "table_d5"]
@@ -15,23 +15,23 @@ rule paper_tables:
         ALL_METRICS,
     output:
         tables=report(
-            expand("results/tables/{table}.{ext}", table=TABLES, ext=["csv", "md", "tex"]),
+            expand(f"{ROOT}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md", "tex"]),
             caption="../report/tables.rst",
             category="Tables",
         ),
-        summary="results/summary.json",
+        summary=f"{ROOT}/summary.json",
     log:
-        "results/logs/paper/tables.log",
+        f"{ROOT}/logs/paper/tables.log",
     benchmark:
-        "results/benchmarks/paper/tables.tsv"
+        f"{ROOT}/benchmarks/paper/tables.tsv"
     conda:
         "../../environment.yml"
     params:
         ddeqs=DDEQS,
         context=CONTEXT,
     shell:
-        "{params.ddeqs} paper tables --runs results/runs --out results/tables --summary {output.summary}"
-        " {params.context} > {log} 2>&1"
+        f"{{params.ddeqs}} paper tables --runs {ROOT}/runs --out {ROOT}/tables --summary {{output.summary}}"
+        f" {{params.context}} > {{log}} 2>&1"
 
 
 rule paper_figures:
@@ -39,14 +39,14 @@ rule paper_figures:
         ALL_METRICS,
     output:
         report(
-            expand("results/figures/{fig}.{ext}", fig=FIGURES, ext=["png", "pdf"]),
+            expand(f"{ROOT}/figures/{{fig}}.{{ext}}", fig=FIGURES, ext=["png", "pdf"]),
             caption="../report/figures.rst",
             category="Figures",
         ),
     log:
-        "results/logs/paper/figures.log",
+        f"{ROOT}/logs/paper/figures.log",
     benchmark:
-        "results/benchmarks/paper/figures.tsv"
+        f"{ROOT}/benchmarks/paper/figures.tsv"
     conda:
         "../../environment.yml"
     params:
@@ -54,21 +54,21 @@ rule paper_figures:
         context=CONTEXT,
         only=",".join(FIGURES),
     shell:
-        "{params.ddeqs} paper figures --runs results/runs --out results/figures --only {params.only}"
-        " {params.context} > {log} 2>&1"
+        f"{{params.ddeqs}} paper figures --runs {ROOT}/runs --out {ROOT}/figures --only {{params.only}}"
+        f" {{params.context}} > {{log}} 2>&1"
 
 
 rule flow_figures:
     output:
         report(
-            expand("results/figures/{fig}.{ext}", fig=FLOW_FIGURES, ext=["png", "pdf"]),
+            expand(f"{ROOT}/figures/{{fig}}.{{ext}}", fig=FLOW_FIGURES, ext=["png", "pdf"]),
             caption="../report/flow.rst",
             category="Figures",
         ),
     log:
-        "results/logs/paper/flow.log",
+        f"{ROOT}/logs/paper/flow.log",
     benchmark:
-        "results/benchmarks/paper/flow.tsv"
+        f"{ROOT}/benchmarks/paper/flow.tsv"
     conda:
         "../../environment.yml"
     params:
@@ -78,8 +78,8 @@ rule flow_figures:
         particles=config.get("flow", {}).get("particles", 100),
         iters=config.get("flow", {}).get("iters", 2000),
     shell:
-        "{params.ddeqs} paper figures --runs results/runs --out results/figures --only {params.only}"
-        " --flow-particles {params.particles} --flow-iters {params.iters} {params.context} > {log} 2>&1"
+        f"{{params.ddeqs}} paper figures --runs {ROOT}/runs --out {ROOT}/figures --only {{params.only}}"
+        f" --flow-particles {{params.particles}} --flow-iters {{params.iters}} {{params.context}} > {{log}} 2>&1"
 
 
 rule paper_report:
@@ -88,19 +88,19 @@ rule paper_report:
         rules.paper_figures.output,
         rules.flow_figures.output,
     output:
-        report("results/README.md", caption="../report/readme.rst", category="Overview"),
+        report(f"{ROOT}/README.md", caption="../report/readme.rst", category="Overview"),
     log:
-        "results/logs/paper/report.log",
+        f"{ROOT}/logs/paper/report.log",
     benchmark:
-        "results/benchmarks/paper/report.tsv"
+        f"{ROOT}/benchmarks/paper/report.tsv"
     conda:
         "../../environment.yml"
     params:
         ddeqs=DDEQS,
         context=CONTEXT,
     shell:
-        "{params.ddeqs} paper report --runs results/runs --tables-out results/tables --figures-out results/figures"
-        " --summary results/summary.json --report {output} {params.context} > {log} 2>&1"
+        f"{{params.ddeqs}} paper report --runs {ROOT}/runs --tables-out {ROOT}/tables --figures-out {ROOT}/figures"
+        f" --summary {ROOT}/summary.json --report {{output}} {{params.context}} > {{log}} 2>&1"
 
 
 PAPER_OUTPUTS = [
@@ -108,5 +108,5 @@ PAPER_OUTPUTS = [
     *rules.paper_figures.output,
     *rules.flow_figures.output,
     *rules.paper_report.output,
-    *expand("results/plots/{run}.csv", run=list(RUNS)),
+    *expand(f"{ROOT}/plots/{{run}}.csv", run=list(RUNS)),
 ]

@@ -1,5 +1,5 @@
 # Training: one job per run of the run table (common.smk), main runs and ablation children
-# alike. Each run's ExperimentConfig is written to results/params/<run>.yaml by a small local
+# alike. Each run's ExperimentConfig is written to results/<profile>/params/<run>.yaml by a small local
 # rule whose `params:` is the resolved configuration, so Snakemake reruns exactly the runs
 # whose configuration changed (and what depends on them), and nothing else.
 #
@@ -10,9 +10,9 @@
 
 rule run_params:
     output:
-        "results/params/{run}.yaml",
+        f"{ROOT}/params/{{run}}.yaml",
     log:
-        "results/logs/params/{run}.log",
+        f"{ROOT}/logs/params/{{run}}.log",
     params:
         text=lambda w: yaml.safe_dump(RUNS[w.run], sort_keys=False),
     localrule: True
@@ -23,17 +23,17 @@ rule run_params:
 
 rule train:
     input:
-        params="results/params/{run}.yaml",
+        params=f"{ROOT}/params/{{run}}.yaml",
         data=dataset_files,
     output:
-        metrics="results/runs/{run}/metrics.json",
-        history="results/runs/{run}/history.json",
-        model="results/runs/{run}/model.pt",
-        config="results/runs/{run}/config.yaml",
+        metrics=f"{ROOT}/runs/{{run}}/metrics.json",
+        history=f"{ROOT}/runs/{{run}}/history.json",
+        model=f"{ROOT}/runs/{{run}}/model.pt",
+        config=f"{ROOT}/runs/{{run}}/config.yaml",
     log:
-        "results/logs/train/{run}.log",
+        f"{ROOT}/logs/train/{{run}}.log",
     benchmark:
-        "results/benchmarks/train/{run}.tsv"
+        f"{ROOT}/benchmarks/train/{{run}}.tsv"
     params:
         ddeqs=DDEQS,
         out=subpath(output.metrics, parent=True),
@@ -49,13 +49,13 @@ rule train:
 
 
 rule training_curve:
-    """Per-epoch history as CSV (results/plots/<run>.csv) for `dvc plots`."""
+    """Per-epoch history as CSV (results/<profile>/plots/<run>.csv) for `dvc plots`."""
     input:
-        "results/runs/{run}/history.json",
+        f"{ROOT}/runs/{{run}}/history.json",
     output:
-        "results/plots/{run}.csv",
+        f"{ROOT}/plots/{{run}}.csv",
     log:
-        "results/logs/plots/{run}.log",
+        f"{ROOT}/logs/plots/{{run}}.log",
     localrule: True
     run:
         write_curve(input[0], output[0], log[0])

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from ddeqs.config import ModelConfig, SolverConfig
-from ddeqs.errors import DataError
+from ddeqs.errors import BadCloudError, DataError
 from ddeqs.mmd import riesz_mmd2
 from ddeqs.models.ddeq.fmap import FMap
 from ddeqs.models.ddeq.layers import DropoutState
@@ -42,10 +42,12 @@ def check_input(points: torch.Tensor, mask: torch.Tensor) -> None:
         )
     empty = (~mask.any(1)).nonzero().flatten()
     if empty.numel():
-        raise DataError(f"batch samples {empty.tolist()} have no real point (empty cloud); drop them from the dataset")
+        raise BadCloudError(f"batch samples {empty.tolist()} have no real point (empty cloud); drop them from the dataset",
+                            empty.tolist(), "an empty cloud (no real point)")
     bad = (~torch.isfinite(points) & mask.unsqueeze(-1)).any(-1).any(-1).nonzero().flatten()
     if bad.numel():
-        raise DataError(f"batch samples {bad.tolist()} contain NaN/inf coordinates; re-run 'ddeqs data' or fix the files")
+        raise BadCloudError(f"batch samples {bad.tolist()} contain NaN/inf coordinates; re-run 'ddeqs data' or fix the files",
+                            bad.tolist(), "NaN/inf coordinates")
 
 
 class DDEQCore(nn.Module):
