@@ -6,6 +6,8 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Where the DAG writes tables, figures and the claims (the rules' results root).
+RESULTS ?= results
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 
@@ -33,13 +35,15 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(VENV)/bin/snakemake --profile profiles/default --configfile params/smoke.yaml --cores 2 all
+	DDEQS_CLAIMS_SUMMARY=0 $(VENV)/bin/snakemake --profile profiles/default --configfile params/smoke.yaml --cores 2 all
 	@echo
-	@echo "Tables and figures: results/  (overview: results/README.md)"
-	@echo "Browse the runs:    $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///results/mlflow/mlflow.db"
+	@$(VENV)/bin/ddeqs paper claims --summary --json $(RESULTS)/claims.json
+	@echo
+	@echo "Tables and figures: $(RESULTS)/  (overview: $(RESULTS)/README.md, claims: $(RESULTS)/claims.md)"
+	@echo "Browse the runs:    $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(RESULTS)/mlflow/mlflow.db"
 
 paper: $(STAMP)
 	$(VENV)/bin/snakemake --profile profiles/default all
 
 clean-results:
-	rm -rf results .snakemake/metadata
+	rm -rf $(RESULTS) .snakemake/metadata

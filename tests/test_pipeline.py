@@ -182,7 +182,7 @@ def test_new_grid_value_schedules_only_its_jobs(wf: Path) -> None:
     counts = job_counts(out)
     assert counts == {
         "run_params": 2, "train": 2, "training_curve": 2,
-        "paper_tables": 1, "paper_figures": 1, "paper_report": 1, "all": 1, "total": 10,
+        "paper_tables": 1, "paper_figures": 1, "paper_claims": 1, "paper_report": 1, "all": 1, "total": 11,
     }
     trained = set(re.findall(r"^rule train:\n(?:\s+.*\n)*?\s+wildcards: run=(\S+)", out, re.M))
     assert trained == {"mnist-cpl-ddeq--noise-0.5", "mnist-cpl-pcn--noise-0.5"}

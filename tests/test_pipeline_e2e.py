@@ -64,7 +64,7 @@ def test_smoke_dag_writes_every_table_and_figure(smoke: SimpleNamespace) -> None
     repo = smoke.repo
     expected = [f"results/tables/{t}.{e}" for t in TABLES for e in ("csv", "md", "tex")]
     expected += [f"results/figures/{f}.{e}" for f in FIGURES for e in ("png", "pdf")]
-    expected += ["results/summary.json", "results/README.md"]
+    expected += ["results/summary.json", "results/README.md", "results/claims.md", "results/claims.json"]
     empty = [p for p in expected if not (repo / p).is_file() or (repo / p).stat().st_size == 0]
     assert not empty, f"missing or empty: {empty}"
     summary = json.loads((repo / "results/summary.json").read_text())

@@ -1,6 +1,6 @@
 # Paper artifacts from the finished run folders: Tables 1-6 and App. D.5 (CSV, Markdown,
 # LaTeX), the flat metrics results/summary.json (for `dvc metrics show`), Figures 1, 4, 5,
-# 7-17 (PNG and PDF), and results/README.md. The profile name and the role -> dataset mapping
+# 7-17 (PNG and PDF), the paper's claims checked (results/claims.md, .json), and results/README.md. The profile name and the role -> dataset mapping
 # are passed explicitly, so the same rules serve the paper and the smoke configuration.
 
 TABLES = ["table1", "table2", "table3", "table4", "table5", "table6", "table_d5"]
@@ -8,6 +8,9 @@ FIGURES = ["fig01", "fig04", "fig05", "fig07", "fig08", "fig09", "fig10", "fig11
 FLOW_FIGURES = ["fig16", "fig17"]  # the MMD flow of App. D.9: no training needed
 ALL_METRICS = metrics_of(list(RUNS))
 CONTEXT = f"--profile {config['profile']} --roles {ROLES_ARG}"
+CLAIMS_MD, CLAIMS_JSON = "results/claims.md", "results/claims.json"
+FLOW_PARTICLES = config.get("flow", {}).get("particles", 100)
+FLOW_ITERS = config.get("flow", {}).get("iters", 2000)
 
 
 rule paper_tables:
@@ -75,10 +78,32 @@ rule flow_figures:
         ddeqs=DDEQS,
         context=CONTEXT,
         only=",".join(FLOW_FIGURES),
-        particles=config.get("flow", {}).get("particles", 100),
-        iters=config.get("flow", {}).get("iters", 2000),
+        particles=FLOW_PARTICLES,
+        iters=FLOW_ITERS,
     shell:
         "{params.ddeqs} paper figures --runs results/runs --out results/figures --only {params.only}"
+        " --flow-particles {params.particles} --flow-iters {params.iters} {params.context} > {log} 2>&1"
+
+
+rule paper_claims:
+    input:
+        ALL_METRICS,
+    output:
+        md=report(CLAIMS_MD, caption="../report/claims.rst", category="Overview"),
+        json=CLAIMS_JSON,
+    log:
+        "results/logs/paper/claims.log",
+    benchmark:
+        "results/benchmarks/paper/claims.tsv"
+    conda:
+        "../../environment.yml"
+    params:
+        ddeqs=DDEQS,
+        context=CONTEXT,
+        particles=FLOW_PARTICLES,
+        iters=FLOW_ITERS,
+    shell:
+        "{params.ddeqs} paper claims --runs results/runs --md {output.md} --json {output.json}"
         " --flow-particles {params.particles} --flow-iters {params.iters} {params.context} > {log} 2>&1"
 
 
@@ -87,6 +112,7 @@ rule paper_report:
         rules.paper_tables.output,
         rules.paper_figures.output,
         rules.flow_figures.output,
+        rules.paper_claims.output,
     output:
         report("results/README.md", caption="../report/readme.rst", category="Overview"),
     log:
@@ -98,15 +124,17 @@ rule paper_report:
     params:
         ddeqs=DDEQS,
         context=CONTEXT,
+        claims=CLAIMS_JSON,
     shell:
         "{params.ddeqs} paper report --runs results/runs --tables-out results/tables --figures-out results/figures"
-        " --summary results/summary.json --report {output} {params.context} > {log} 2>&1"
+        " --summary results/summary.json --claims {params.claims} --report {output} {params.context} > {log} 2>&1"
 
 
 PAPER_OUTPUTS = [
     *rules.paper_tables.output,
     *rules.paper_figures.output,
     *rules.flow_figures.output,
+    *rules.paper_claims.output,
     *rules.paper_report.output,
     *expand("results/plots/{run}.csv", run=list(RUNS)),
 ]
