@@ -89,6 +89,7 @@ def test_paper_dry_run_lists_every_job(wf: Path) -> None:
     for f in FIGURES:
         assert f"results/figures/{f}.png" in out and f"results/figures/{f}.pdf" in out
     assert "results/summary.json" in out and "results/README.md" in out
+    assert "results/claims.md" in out and "results/claims.json" in out and " paper claims --runs results/runs" in out
     # training jobs declare one GPU each; every job has a log
     assert re.search(r"rule train:.*?resources: [^\n]*gpu=1", out, re.S)
     assert "Shell command" in out and " train --params results/params/" in out

@@ -112,7 +112,8 @@ rule paper_report:
         rules.paper_tables.output,
         rules.paper_figures.output,
         rules.flow_figures.output,
-        rules.paper_claims.output,
+        rules.paper_claims.output.md,
+        claims=rules.paper_claims.output.json,
     output:
         report("results/README.md", caption="../report/readme.rst", category="Overview"),
     log:
@@ -124,10 +125,9 @@ rule paper_report:
     params:
         ddeqs=DDEQS,
         context=CONTEXT,
-        claims=CLAIMS_JSON,
     shell:
         "{params.ddeqs} paper report --runs results/runs --tables-out results/tables --figures-out results/figures"
-        " --summary results/summary.json --claims {params.claims} --report {output} {params.context} > {log} 2>&1"
+        " --summary results/summary.json --claims {input.claims} --report {output} {params.context} > {log} 2>&1"
 
 
 PAPER_OUTPUTS = [
