@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ddeqs.paper import values as V
-from ddeqs.paper.runs import PaperContext, Run, RunStore, ablation_name, run_name
+from ddeqs.paper.runs import MODEL_LABELS, PaperContext, Run, RunStore, ablation_name, run_name
 from ddeqs.paper.tables import Cell, build_tables, find_ablation
 
 #: Margin in standard errors (about 95 % two-sided for a normal statistic).
@@ -197,6 +197,7 @@ def combine(parts: Sequence[Part], missing: Sequence[str], quantities: list[Quan
 
 
 def _pm(x: float, se: float, fmt: str = "{:.3g}") -> str:
+    x = x + 0.0  # no "-0"
     if not math.isfinite(se):
         return fmt.format(x)
     return f"{fmt.format(x)} ± {fmt.format(Z * se).lstrip('+')}"
@@ -292,7 +293,7 @@ def check_cls_params(ev: Evidence) -> Outcome:
                 if base in counts:
                     ok = counts["ddeq"] < counts[base]
                     parts.append(Part(REPRODUCED if ok else NOT_REPRODUCED,
-                                      f"{ROLE_NAME[role]}: DDEQ {counts['ddeq']:,} vs {base} {counts[base]:,}"))
+                                      f"{ROLE_NAME[role]}: DDEQ {counts['ddeq']:,} vs {MODEL_LABELS[base]} {counts[base]:,}"))
     return combine(parts, missing, qs, ok="exact parameter counts (no sampling error)")
 
 
@@ -542,7 +543,7 @@ def check_ot_full_vs_pcn(ev: Evidence) -> Outcome:
                    [], [a, b])
 
 
-def bounded_part(label: str, step: Sequence[float], y: Sequence[float | None]) -> Part | None:
+def bounded_part(label: str, y: Sequence[float | None]) -> Part | None:
     """Boundedness of one diagnostics series: log geometric-mean growth from the first to the second
     half of training, ± its standard error (None when there are too few finite points)."""
     vals = np.array([np.nan if v is None else float(v) for v in y], float)
@@ -574,7 +575,7 @@ def _diag_check(key: str) -> Callable[[Evidence], Outcome]:
                 missing.append(name + ("" if run is None else f" (no '{key}' in diagnostics.json)"))
                 continue
             vals = [v for v in d[key] if v is not None]
-            p = bounded_part(label, d.get("step", []), d[key])
+            p = bounded_part(label, d[key])
             if p is None:
                 missing.append(f"{name} (fewer than {MIN_DIAG_POINTS} {key} points)")
                 continue
