@@ -364,6 +364,10 @@ def test_cli_writes_claims_and_summary(tmp_path, capsys):
     by_id = {c["id"]: c for c in data["claims"]}
     assert by_id["cpl-w2-vs-pcn"]["verdict"] == NM and "mnist-cpl-pcn--noise-0.8" in by_id["cpl-w2-vs-pcn"]["missing"]
     assert by_id["pcn-faster"]["verdict"] == OK
+    read = {r for q in by_id["cpl-w2-vs-pcn"]["quantities"] for r in q["runs"]}
+    assert {"mnist-cpl-ddeq--noise-0.2", "mnist-cpl-pcn--noise-0.2", "mnist-cpl-ddeq"} <= read  # 5 %: the main run
+    w2 = next(q for q in by_id["cpl-w2-vs-pcn"]["quantities"] if q["runs"] == ["mnist-cpl-pcn--noise-0.2"])
+    assert math.isclose(w2["value"], 0.2 * 2.2) and math.isclose(w2["se"], 0.01 * 0.2 * 2.2)
     text = md.read_text()
     assert "| Claim | Source | Paper | Reproduced (± margin) | Verdict | Reason |" in text
     assert "**cpl-w2-vs-pcn**" in text and "Table 2" in text and "0.33/0.17/0.19/0.33" in text
