@@ -6,6 +6,9 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Results root of every profile; the demo (smoke profile) writes results/smoke/.
+RESULTS ?= results
+DEMO_RESULTS := $(RESULTS)/smoke
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 
@@ -33,13 +36,15 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(VENV)/bin/snakemake --profile profiles/default --configfile params/smoke.yaml --cores 2 all
+	DDEQS_CLAIMS_SUMMARY=0 $(VENV)/bin/snakemake --profile profiles/default --configfile params/smoke.yaml --cores 2 all
 	@echo
-	@echo "Tables and figures: results/smoke/  (overview: results/smoke/README.md; the paper writes results/paper/)"
+	@$(VENV)/bin/ddeqs paper claims --summary --json $(DEMO_RESULTS)/claims.json
+	@echo
+	@echo "Tables and figures: $(DEMO_RESULTS)/  (overview: $(DEMO_RESULTS)/README.md, claims: $(DEMO_RESULTS)/claims.md; the paper writes results/paper/)"
 	@echo "Browse the runs:    $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///results/mlflow/mlflow.db  (experiments ddeqs-smoke-*)"
 
 paper: $(STAMP)
 	$(VENV)/bin/snakemake --profile profiles/default all
 
 clean-results:
-	rm -rf results .snakemake/metadata
+	rm -rf $(RESULTS) .snakemake/metadata

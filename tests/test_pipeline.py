@@ -89,6 +89,8 @@ def test_paper_dry_run_lists_every_job(wf: Path) -> None:
     for f in FIGURES:
         assert f"results/paper/figures/{f}.png" in out and f"results/paper/figures/{f}.pdf" in out
     assert "results/paper/summary.json" in out and "results/paper/README.md" in out
+    assert "results/paper/claims.md" in out and "results/paper/claims.json" in out
+    assert " paper claims --runs results/paper/runs" in out
     # training jobs declare one GPU each; every job has a log
     assert re.search(r"rule train:.*?resources: [^\n]*gpu=1", out, re.S)
     assert "Shell command" in out and " train --params results/paper/params/" in out
@@ -185,7 +187,7 @@ def test_new_grid_value_schedules_only_its_jobs(wf: Path) -> None:
     counts = job_counts(out)
     assert counts == {
         "run_params": 2, "train": 2, "training_curve": 2,
-        "paper_tables": 1, "paper_figures": 1, "paper_report": 1, "all": 1, "total": 10,
+        "paper_tables": 1, "paper_figures": 1, "paper_claims": 1, "paper_report": 1, "all": 1, "total": 11,
     }
     trained = set(re.findall(r"^rule train:\n(?:\s+.*\n)*?\s+wildcards: run=(\S+)", out, re.M))
     assert trained == {"mnist-cpl-ddeq--noise-0.5", "mnist-cpl-pcn--noise-0.5"}

@@ -64,7 +64,8 @@ def test_smoke_dag_writes_every_table_and_figure(smoke: SimpleNamespace) -> None
     repo = smoke.repo
     expected = [f"results/smoke/tables/{t}.{e}" for t in TABLES for e in ("csv", "md", "tex")]
     expected += [f"results/smoke/figures/{f}.{e}" for f in FIGURES for e in ("png", "pdf")]
-    expected += ["results/smoke/summary.json", "results/smoke/README.md"]
+    expected += ["results/smoke/summary.json", "results/smoke/README.md", "results/smoke/claims.md",
+                 "results/smoke/claims.json"]
     empty = [p for p in expected if not (repo / p).is_file() or (repo / p).stat().st_size == 0]
     assert not empty, f"missing or empty: {empty}"
     summary = json.loads((repo / "results/smoke/summary.json").read_text())

@@ -1,4 +1,5 @@
-"""``ddeqs paper tables|figures|report|flow|all``: regenerate the paper's tables and figures from run folders."""
+"""``ddeqs paper tables|figures|report|claims|flow|all``: regenerate the paper's tables and figures from run
+folders, and check the paper's claims on them."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ def _figures_args(p: argparse.ArgumentParser, out_flag: bool = True) -> None:
 def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", default="results/paper/README.md", help="report path")
     p.add_argument("--mlflow-ui", default=None, help="MLflow UI address for run links, e.g. http://127.0.0.1:5000")
+    p.add_argument("--claims", default="results/claims.json",
+                   help="claims JSON of 'ddeqs paper claims' summarised and linked in the report")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,9 +66,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _figures_args(p, out_flag=False)
     _report_args(p)
     p.set_defaults(func=_all)
+    p = sub.add_parser("claims", help="check every claim of the paper on the runs: results/claims.md, .json "
+                                      "and a one-screen summary",
+                       description="Check each claim of the paper (tables, figures, text) on the reproduced numbers "
+                                   "with a margin of 2 standard errors; verdict: reproduced / not reproduced / not "
+                                   "measurable (missing runs, or too few samples to decide). Writes a Markdown table "
+                                   "and a JSON file and prints a one-screen summary. With --summary, only prints the "
+                                   "summary of an existing JSON file.")
+    _common(p)
+    _claims_args(p)
+    p.set_defaults(func=_claims)
     p = sub.add_parser("flow", help="App. D.9 MMD flow with a rotation target (Figures 16, 17), no training")
     add_flow_args(p)
     p.set_defaults(func=flow_handler)
+
+
+def _claims_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--md", default="results/claims.md", help="Markdown table of the claims (default: results/claims.md)")
+    p.add_argument("--json", default="results/claims.json", help="claims as JSON (default: results/claims.json)")
+    p.add_argument("--summary", action="store_true",
+                   help="only print the one-screen summary of the existing --json file (nothing is computed)")
+    p.add_argument("--only-claims", dest="only_claims", default=None,
+                   help="comma-separated claim ids, e.g. cls-competitive,cpl-w2-vs-pcn")
+    p.add_argument("--flow-particles", type=int, default=100, help="particles of the Figure 16/17 flow check")
+    p.add_argument("--flow-iters", type=int, default=2000, help="iterations of the Figure 16/17 flow check (paper: 2000)")
+    p.add_argument("--flow-seeds", type=int, default=3, help="seeds of the Figure 16/17 flow check (each must pass)")
 
 
 def add_flow_args(p: argparse.ArgumentParser) -> None:
@@ -190,8 +215,28 @@ def _report(args: argparse.Namespace, tables=None, figures=None, store=None, ctx
         store, ctx = _setup(args)
     if tables is None:
         tables = build_tables(store, ctx)
-    build_report(store, ctx, tables, figures, args.report, args.figures_out, args.tables_out, args.mlflow_ui)
+    build_report(store, ctx, tables, figures, args.report, args.figures_out, args.tables_out, args.mlflow_ui,
+                 args.claims)
     print(f"wrote {args.report}")
+    return 0
+
+
+def _claims(args: argparse.Namespace) -> int:
+    from ddeqs.paper.claims import evaluate_claims, flow_ratio_fn, read_claims, summary_text, write_claims
+
+    if args.summary:
+        print(summary_text(read_claims(args.json)))
+        return 0
+    if args.flow_seeds < 1:
+        from ddeqs.errors import DDEQError
+
+        raise DDEQError(f"--flow-seeds must be >= 1, got {args.flow_seeds}")
+    store, ctx = _setup(args)
+    results = evaluate_claims(store, ctx, flow_ratio_fn(args.flow_particles, args.flow_iters),
+                              tuple(range(args.flow_seeds)), _split(args.only_claims))
+    data = write_claims(results, ctx, args.runs, args.md, args.json)
+    print(summary_text(data))
+    print(f"wrote {args.md}, {args.json}")
     return 0
 
 

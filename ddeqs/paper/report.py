@@ -76,6 +76,26 @@ def _differences(ctx: PaperContext, store: RunStore, runs: list[str]) -> list[st
     return out
 
 
+def _claims_section(claims_json: str | Path | None, rel) -> list[str]:
+    if claims_json is None:
+        return []
+    from ddeqs.paper.claims import NOT_MEASURABLE, NOT_REPRODUCED, REPRODUCED, read_claims
+
+    path = Path(claims_json)
+    lines = ["## The paper's claims, checked", ""]
+    if not path.is_file():
+        return lines + ["Not checked yet (run `ddeqs paper claims`).", ""]
+    data = read_claims(path)
+    c = data.get("counts", {})
+    md = path.with_suffix(".md")
+    lines.append(f"{c.get(REPRODUCED, 0)} reproduced, {c.get(NOT_REPRODUCED, 0)} not reproduced, "
+                 f"{c.get(NOT_MEASURABLE, 0)} not measurable in this configuration: "
+                 f"[{md.name}]({rel(md)}) (also as [{path.name}]({rel(path)})).")
+    lines.append("")
+    lines += [f"- `{r['id']}` ({r['source']}): **{r['verdict']}**" for r in data["claims"]]
+    return lines + [""]
+
+
 def build_report(
     store: RunStore,
     ctx: PaperContext,
@@ -85,8 +105,13 @@ def build_report(
     figures_dir: str | Path,
     tables_dir: str | Path,
     mlflow_ui: str | None = None,
+    claims_json: str | Path | None = None,
 ) -> str:
-    """Render the report Markdown (paths in it are relative to ``out_path``'s folder) and write it."""
+    """Render the report Markdown (paths in it are relative to ``out_path``'s folder) and write it.
+
+    ``claims_json``: the ``claims.json`` of ``ddeqs paper claims``; its counts and a link to the
+    ``claims.md`` next to it go into the report (a note when it does not exist yet).
+    """
     out_path = Path(out_path)
     base = out_path.parent
 
@@ -109,6 +134,7 @@ def build_report(
         "",
         *_differences(ctx, store, used),
         "",
+        *_claims_section(claims_json, rel),
         "## Tables",
         "",
     ]

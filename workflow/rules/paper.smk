@@ -1,6 +1,7 @@
 # Paper artifacts from the finished run folders: Tables 1-6 and App. D.5 (CSV, Markdown,
 # LaTeX), the flat metrics results/<profile>/summary.json (for `dvc metrics show`), Figures 1, 4, 5,
-# 7-17 (PNG and PDF), and results/<profile>/README.md. The profile name and the role -> dataset mapping
+# 7-17 (PNG and PDF), the paper's claims checked
+# (results/<profile>/claims.md, .json), and results/<profile>/README.md. The profile name and the role -> dataset mapping
 # are passed explicitly, so the same rules serve the paper and the smoke configuration.
 
 TABLES = ["table1", "table2", "table3", "table4", "table5", "table6", "table_d5"]
@@ -8,6 +9,9 @@ FIGURES = ["fig01", "fig04", "fig05", "fig07", "fig08", "fig09", "fig10", "fig11
 FLOW_FIGURES = ["fig16", "fig17"]  # the MMD flow of App. D.9: no training needed
 ALL_METRICS = metrics_of(list(RUNS))
 CONTEXT = f"--profile {config['profile']} --roles {ROLES_ARG}"
+CLAIMS_MD, CLAIMS_JSON = f"{ROOT}/claims.md", f"{ROOT}/claims.json"
+FLOW_PARTICLES = config.get("flow", {}).get("particles", 100)
+FLOW_ITERS = config.get("flow", {}).get("iters", 2000)
 
 
 rule paper_tables:
@@ -75,11 +79,33 @@ rule flow_figures:
         ddeqs=DDEQS,
         context=CONTEXT,
         only=",".join(FLOW_FIGURES),
-        particles=config.get("flow", {}).get("particles", 100),
-        iters=config.get("flow", {}).get("iters", 2000),
+        particles=FLOW_PARTICLES,
+        iters=FLOW_ITERS,
     shell:
         f"{{params.ddeqs}} paper figures --runs {ROOT}/runs --out {ROOT}/figures --only {{params.only}}"
         f" --flow-particles {{params.particles}} --flow-iters {{params.iters}} {{params.context}} > {{log}} 2>&1"
+
+
+rule paper_claims:
+    input:
+        ALL_METRICS,
+    output:
+        md=report(CLAIMS_MD, caption="../report/claims.rst", category="Overview"),
+        json=CLAIMS_JSON,
+    log:
+        f"{ROOT}/logs/paper/claims.log",
+    benchmark:
+        f"{ROOT}/benchmarks/paper/claims.tsv"
+    conda:
+        "../../environment.yml"
+    params:
+        ddeqs=DDEQS,
+        context=CONTEXT,
+        particles=FLOW_PARTICLES,
+        iters=FLOW_ITERS,
+    shell:
+        f"{{params.ddeqs}} paper claims --runs {ROOT}/runs --md {{output.md}} --json {{output.json}}"
+        " --flow-particles {params.particles} --flow-iters {params.iters} {params.context} > {log} 2>&1"
 
 
 rule paper_report:
@@ -87,6 +113,8 @@ rule paper_report:
         rules.paper_tables.output,
         rules.paper_figures.output,
         rules.flow_figures.output,
+        rules.paper_claims.output.md,
+        claims=rules.paper_claims.output.json,
     output:
         report(f"{ROOT}/README.md", caption="../report/readme.rst", category="Overview"),
     log:
@@ -100,13 +128,14 @@ rule paper_report:
         context=CONTEXT,
     shell:
         f"{{params.ddeqs}} paper report --runs {ROOT}/runs --tables-out {ROOT}/tables --figures-out {ROOT}/figures"
-        f" --summary {ROOT}/summary.json --report {{output}} {{params.context}} > {{log}} 2>&1"
+        f" --summary {ROOT}/summary.json --claims {{input.claims}} --report {{output}} {{params.context}} > {{log}} 2>&1"
 
 
 PAPER_OUTPUTS = [
     *rules.paper_tables.output,
     *rules.paper_figures.output,
     *rules.flow_figures.output,
+    *rules.paper_claims.output,
     *rules.paper_report.output,
     *expand(f"{ROOT}/plots/{{run}}.csv", run=list(RUNS)),
 ]
