@@ -33,13 +33,13 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(VENV)/bin/snakemake --profile profiles/default --configfile params/smoke.yaml --cores 2 all
+	$(VENV)/bin/snakemake --profile profiles/local --configfile params/smoke.yaml --cores 2 all
 	@echo
 	@echo "Tables and figures: results/  (overview: results/README.md)"
 	@echo "Browse the runs:    $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///results/mlflow/mlflow.db"
 
 paper: $(STAMP)
-	$(VENV)/bin/snakemake --profile profiles/default all
+	$(VENV)/bin/snakemake --profile profiles/local all
 
 clean-results:
 	rm -rf results .snakemake/metadata

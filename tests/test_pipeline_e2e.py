@@ -76,7 +76,7 @@ def test_smoke_dag_writes_every_table_and_figure(smoke: SimpleNamespace) -> None
 
 
 def test_second_run_does_nothing(smoke: SimpleNamespace) -> None:
-    proc = sh(smoke.repo, "snakemake", "--profile", "profiles/default", *SMOKE, "--cores", "2", "all")
+    proc = sh(smoke.repo, "snakemake", "--profile", "profiles/local", *SMOKE, "--cores", "2", "all")
     assert "Nothing to be done" in proc.stdout + proc.stderr
     assert "up to date" in sh(smoke.repo, "dvc", "status").stdout
 
