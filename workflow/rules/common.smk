@@ -122,7 +122,10 @@ def write_curve(history_json, out_csv, log_file):
 
 validate(config, schema="../schemas/config.schema.yaml")
 RUNS = build_runs(config)
-# The ddeqs command of the Python running Snakemake: works without an activated venv.
+# The ddeqs command of the Python running Snakemake: works without an activated venv or conda env.
+# Rules use it as the global {DDEQS} in their shell command, never in `params:`: params are part of
+# the job's recorded state, and a machine path there would rerun every job when Snakemake is
+# started from another Python (another clone, a conda env, a compute node's mount point).
 DDEQS = config.get("command") or f'"{sys.executable}" -m ddeqs'
 ROLES_ARG = ",".join(f"{role}={ds}" for role, ds in config["roles"].items())
 DATASETS = sorted({run["data"]["dataset"] for run in RUNS.values()})

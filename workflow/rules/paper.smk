@@ -24,13 +24,10 @@ rule paper_tables:
         "results/logs/paper/tables.log",
     benchmark:
         "results/benchmarks/paper/tables.tsv"
-    conda:
-        "../../environment.yml"
     params:
-        ddeqs=DDEQS,
         context=CONTEXT,
     shell:
-        "{params.ddeqs} paper tables --runs results/runs --out results/tables --summary {output.summary}"
+        "{DDEQS} paper tables --runs results/runs --out results/tables --summary {output.summary}"
         " {params.context} > {log} 2>&1"
 
 
@@ -47,14 +44,11 @@ rule paper_figures:
         "results/logs/paper/figures.log",
     benchmark:
         "results/benchmarks/paper/figures.tsv"
-    conda:
-        "../../environment.yml"
     params:
-        ddeqs=DDEQS,
         context=CONTEXT,
         only=",".join(FIGURES),
     shell:
-        "{params.ddeqs} paper figures --runs results/runs --out results/figures --only {params.only}"
+        "{DDEQS} paper figures --runs results/runs --out results/figures --only {params.only}"
         " {params.context} > {log} 2>&1"
 
 
@@ -69,16 +63,13 @@ rule flow_figures:
         "results/logs/paper/flow.log",
     benchmark:
         "results/benchmarks/paper/flow.tsv"
-    conda:
-        "../../environment.yml"
     params:
-        ddeqs=DDEQS,
         context=CONTEXT,
         only=",".join(FLOW_FIGURES),
         particles=config.get("flow", {}).get("particles", 100),
         iters=config.get("flow", {}).get("iters", 2000),
     shell:
-        "{params.ddeqs} paper figures --runs results/runs --out results/figures --only {params.only}"
+        "{DDEQS} paper figures --runs results/runs --out results/figures --only {params.only}"
         " --flow-particles {params.particles} --flow-iters {params.iters} {params.context} > {log} 2>&1"
 
 
@@ -93,13 +84,10 @@ rule paper_report:
         "results/logs/paper/report.log",
     benchmark:
         "results/benchmarks/paper/report.tsv"
-    conda:
-        "../../environment.yml"
     params:
-        ddeqs=DDEQS,
         context=CONTEXT,
     shell:
-        "{params.ddeqs} paper report --runs results/runs --tables-out results/tables --figures-out results/figures"
+        "{DDEQS} paper report --runs results/runs --tables-out results/tables --figures-out results/figures"
         " --summary results/summary.json --report {output} {params.context} > {log} 2>&1"
 
 
