@@ -78,3 +78,10 @@ def test_local_profile_values(in_repo: Path) -> None:
 def test_command_line_wins_over_profiles(in_repo: Path) -> None:
     args = effective("--profile", "profiles/slurm", "--jobs", "3")
     assert args.jobs == 3
+
+
+def test_slurm_profile_names_a_tracking_server(in_repo: Path) -> None:
+    args = effective("--profile", "profiles/slurm")
+    assert args.config and any(c.startswith("tracking_uri=http://") for c in args.config), args.config
+    local = effective("--profile", "profiles/local")
+    assert not local.config  # one machine: the SQLite default

@@ -8,6 +8,7 @@
 # and validated with ddeqs.config at DAG build time, so a typo fails before any job starts.
 
 import copy
+import os
 from pathlib import Path
 import re
 import sys
@@ -127,6 +128,12 @@ RUNS = build_runs(config)
 # the job's recorded state, and a machine path there would rerun every job when Snakemake is
 # started from another Python (another clone, a conda env, a compute node's mount point).
 DDEQS = config.get("command") or f'"{sys.executable}" -m ddeqs'
+# MLflow store for every job (profiles/slurm sets an `mlflow server` on the login node: many nodes
+# writing one SQLite file on a shared file system is unsafe). Passed as the environment variable
+# MLFLOW_TRACKING_URI, which jobs inherit (SLURM jobs re-read this file with the same config), so
+# it is not part of any run's params and switching stores reruns nothing.
+if config.get("tracking_uri"):
+    os.environ["MLFLOW_TRACKING_URI"] = str(config["tracking_uri"])
 ROLES_ARG = ",".join(f"{role}={ds}" for role, ds in config["roles"].items())
 DATASETS = sorted({run["data"]["dataset"] for run in RUNS.values()})
 
