@@ -2,13 +2,19 @@
 
 * Store: ``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///results/mlflow/mlflow.db``
   (MLflow 3 refuses the old ``./mlruns`` file store). For SQLite stores the folder is created and
-  new experiments put their artifacts in ``artifacts/`` next to the database file.
+  new experiments put their artifacts in ``artifacts/`` next to the database file. MLflow stores
+  artifact locations as absolute paths; every time a tracker opens a SQLite store it re-roots them
+  at ``<database folder>/artifacts`` (:func:`relocate_artifacts`), so a copied or cloned results
+  folder reads and writes its own artifacts, never the original's.
+* Dataset: :meth:`Tracker.log_dataset` logs the run's dataset as an MLflow dataset input (name,
+  digest = start of its sha256, split sizes in the profile), shown in the UI's Dataset column.
 * Experiment: ``tracking.experiment``, else one per task family (``ddeqs-classification``,
   ``ddeqs-completion``).
 * Ablation grids: ``tracking.parent_run`` names a parent run, found by its tag
   ``ddeqs.parent_name`` (or created) in the same experiment; the run is nested under it.
 * Tags: ``ddeqs.dataset_sha256``, ``mlflow.source.git.commit`` (inside a git checkout),
-  ``ddeqs.rule`` (``tracking.rule``), task/model/dataset/run name.
+  ``mlflow.source.name`` (``ddeqs <rule>``), ``ddeqs.rule`` (``tracking.rule``), task/model/dataset/run
+  name. Experiments get a description (``mlflow.note.content``) when created.
 
 Every call goes through :meth:`Tracker._safe`: if the server is unreachable or MLflow raises,
 one warning is printed, tracking switches off and training goes on (the run folder always gets
@@ -25,7 +31,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 from urllib.parse import urlparse
 
-__all__ = ["DEFAULT_URI", "NullTracker", "Tracker", "experiment_name", "git_commit", "open_tracker", "resolve_uri"]
+__all__ = [
+    "DEFAULT_URI", "NullTracker", "Tracker", "experiment_name", "git_commit", "open_tracker", "relocate_artifacts",
+    "resolve_uri",
+]
 
 DEFAULT_URI = "sqlite:///results/mlflow/mlflow.db"
 PARENT_TAG = "ddeqs.parent_name"
@@ -45,6 +54,55 @@ def sqlite_path(uri: str) -> Path | None:
         return None
     rest = uri[len("sqlite:///"):]
     return Path(rest.split("?", 1)[0])
+
+
+def relocate_artifacts(db: str | Path) -> int:
+    """Re-root the artifact locations of SQLite store ``db`` at ``<db folder>/artifacts``.
+
+    MLflow resolves every artifact location to an absolute path when it creates an experiment or a
+    run, so a copied results folder would still point into the original. Rewrites, for experiments
+    whose location is a ``file:`` URI ending in ``/artifacts`` (the layout this module creates),
+    the experiment location, its runs' artifact URIs and its logged models' locations. Plain SQL
+    (stdlib sqlite3): MLflow has no API to move a store. Returns the number of experiments moved.
+    """
+    import sqlite3
+
+    db = Path(db)
+    if not db.is_file():
+        return 0
+    root = (db.parent.resolve() / "artifacts").as_uri()
+    con = sqlite3.connect(db, timeout=30)
+    moved = 0
+    try:
+        with con:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "experiments" not in tables:
+                return 0
+            rows = con.execute("SELECT experiment_id, artifact_location FROM experiments").fetchall()
+            for exp_id, old in rows:
+                if not old or old == root or not old.startswith("file:") or not old.endswith("/artifacts"):
+                    continue
+                n = len(old)
+                con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?", (root, exp_id))
+                for table, col in (("runs", "artifact_uri"), ("logged_models", "artifact_location")):
+                    if table in tables:
+                        con.execute(
+                            f"UPDATE {table} SET {col} = ? || substr({col}, ?) WHERE experiment_id = ? "
+                            f"AND substr({col}, 1, ?) = ?",
+                            (root, n + 1, exp_id, n, old),
+                        )
+                moved += 1
+    finally:
+        con.close()
+    return moved
+
+
+EXPERIMENT_DESCRIPTIONS = {
+    "classification": "DDEQs reproduction, point-cloud classification (paper Tables 1, 3, 5, App. D.5): "
+    "one run per model and dataset; ablation grids are parent runs with one child per value.",
+    "completion": "DDEQs reproduction, point-cloud completion (paper Tables 2, 4, 6): one run per model "
+    "and dataset; ablation grids are parent runs with one child per value.",
+}
 
 
 def experiment_name(task: str, explicit: str | None = None) -> str:
@@ -81,6 +139,7 @@ class NullTracker:
     def log_metric_series(self, key: str, values: Iterable[tuple[int, float]]) -> None: ...
     def log_steps(self, items: Iterable[tuple[str, float, int]]) -> None: ...
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
+    def log_dataset(self, name: str, sha256: str | None, sizes: dict[str, int | None], context: str = "training") -> None: ...
     def set_tags(self, tags: dict[str, Any]) -> None: ...
     def end(self, status: str = "FINISHED") -> None: ...
 
@@ -120,6 +179,7 @@ class Tracker(NullTracker):
         db = sqlite_path(self.uri)
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)
+            relocate_artifacts(db)
         from mlflow.tracking import MlflowClient
 
         for name in ("alembic", "mlflow"):  # schema migrations and store notes are noise in training logs
@@ -132,14 +192,15 @@ class Tracker(NullTracker):
         db = sqlite_path(self.uri)
         return (db.parent.resolve() / "artifacts").as_uri() if db is not None else None
 
-    def _experiment(self, name: str) -> str:
+    def _experiment(self, name: str, description: str | None = None) -> str:
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             if exp.lifecycle_stage == "deleted":
                 self.client.restore_experiment(exp.experiment_id)
             return exp.experiment_id
         try:
-            return self.client.create_experiment(name, artifact_location=self._artifact_location())
+            tags = {"mlflow.note.content": description} if description else None
+            return self.client.create_experiment(name, artifact_location=self._artifact_location(), tags=tags)
         except Exception:  # created meanwhile by a concurrent job
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
@@ -163,7 +224,7 @@ class Tracker(NullTracker):
 
     def start(
         self, experiment: str, run_name: str, tags: dict[str, Any] | None = None, parent: str | None = None,
-        run_id: str | None = None,
+        run_id: str | None = None, description: str | None = None,
     ) -> "Tracker":
         """Open run ``run_id`` if it exists in this store, else create ``run_name`` in ``experiment``."""
 
@@ -177,7 +238,7 @@ class Tracker(NullTracker):
                     return
                 except Exception:  # not in this store (moved, other URI): start a new run
                     pass
-            self.experiment_id = self._experiment(experiment)
+            self.experiment_id = self._experiment(experiment, description)
             all_tags = {k: str(v) for k, v in (tags or {}).items() if v is not None}
             if parent:
                 all_tags["mlflow.parentRunId"] = self._parent(self.experiment_id, parent)
@@ -253,6 +314,26 @@ class Tracker(NullTracker):
 
         self._safe(what, go)
 
+    def log_dataset(self, name: str, sha256: str | None, sizes: dict[str, int | None], context: str = "training") -> None:
+        """Log the run's dataset as an MLflow dataset input (UI: Dataset column).
+
+        ``digest``: the first 36 hex digits of ``sha256`` (MLflow's column limit); the full hash and
+        the split sizes (e.g. ``{"train": 1000, "test": 200}``, clouds) go into the profile.
+        """
+        import json
+
+        def go() -> None:
+            from mlflow.entities import Dataset, DatasetInput, InputTag
+
+            ds = Dataset(
+                name=name, digest=(sha256 or "unknown")[:36], source_type="local",
+                source=json.dumps({"uri": f"data/processed/{name}"}),
+                profile=json.dumps({"sha256": sha256, **{f"{k}_clouds": int(v) for k, v in sizes.items() if v is not None}}),
+            )
+            self.client.log_inputs(self.run_id, datasets=[DatasetInput(ds, [InputTag("mlflow.data.context", context)])])
+
+        self._safe("logging the dataset", go)
+
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         if Path(path).is_file():
             self._safe(f"uploading {Path(path).name}", lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
@@ -290,10 +371,11 @@ def open_tracker(
         "ddeqs.rule": cfg.tracking.rule,
         "mlflow.source.git.commit": git_commit(),
         "mlflow.source.type": "LOCAL",
+        "mlflow.source.name": f"ddeqs {cfg.tracking.rule or 'train'}",
     }
     all_tags.update(tags or {})
     tracker = Tracker(cfg.tracking.uri, warn=warn)
     return tracker.start(
         experiment_name(cfg.task, cfg.tracking.experiment), run_name, all_tags, parent=cfg.tracking.parent_run,
-        run_id=run_id,
+        run_id=run_id, description=EXPERIMENT_DESCRIPTIONS.get(cfg.task) if not cfg.tracking.experiment else None,
     )

@@ -153,3 +153,53 @@ def test_unreachable_server_warns_once_and_training_continues(tmp_path: Path, mo
     assert len(warnings) == 1 and f"127.0.0.1:{port}" in warnings[0] and "run folder" in warnings[0]
     assert m["mlflow_run_id"] is None
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["n"] == 8
+
+
+@pytest.mark.slow
+def test_copied_results_folder_is_a_store_of_its_own(tmp_path: Path) -> None:
+    """Train, copy the results folder, train in the copy: the copy's runs and artifacts live in the
+    copy, the original gets nothing new, and the original run's artifacts resolve inside the copy."""
+    import shutil
+    from urllib.parse import urlparse
+
+    from mlflow.tracking import MlflowClient
+
+    def train(root: Path, name: str) -> str:
+        uri = f"sqlite:///{root / 'results/mlflow/mlflow.db'}"
+        cfg = tiny_cfg("classification", "pointnet", "train.epochs=1", f"tracking.uri={uri}", f"tracking.run_name={name}",
+                       tracking=True)
+        return train_run(cfg, root / "results/runs" / name, source=make_source(n_train=16, n_test=8))["mlflow_run_id"]
+
+    first = train(tmp_path / "a", "first")
+    before = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a/results/mlflow").rglob("*") if p.is_file())
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    second = train(tmp_path / "b", "second")
+
+    after = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a/results/mlflow").rglob("*") if p.is_file())
+    assert after == before, "training in the copy wrote into the original store"
+    client = MlflowClient(f"sqlite:///{tmp_path / 'b/results/mlflow/mlflow.db'}")
+    copy_root = (tmp_path / "b/results/mlflow/artifacts").resolve()
+    for run_id in (first, second):
+        path = Path(urlparse(client.get_run(run_id).info.artifact_uri).path)
+        assert path.is_relative_to(copy_root), path
+        assert (path / "metrics.json").is_file()  # the first run's artifacts were copied along and are found
+    exp = client.get_experiment(client.get_run(second).info.experiment_id)
+    assert Path(urlparse(exp.artifact_location).path) == copy_root
+    assert "classification" in exp.tags["mlflow.note.content"]
+
+
+@pytest.mark.slow
+def test_run_shows_dataset_and_source(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = tiny_cfg("classification", "pointnet", "train.epochs=1", f"tracking.uri={uri}", "tracking.rule=train", tracking=True)
+    run_id = train_run(cfg, tmp_path / "r", source=make_source(n_train=16, n_test=8))["mlflow_run_id"]
+    run = MlflowClient(uri).get_run(run_id)
+    (ds_input,) = run.inputs.dataset_inputs
+    profile = json.loads(ds_input.dataset.profile)
+    assert ds_input.dataset.name == cfg.data.dataset
+    assert profile["train_clouds"] == 16 and profile["test_clouds"] == 8
+    sha = run.data.tags.get("ddeqs.dataset_sha256")
+    assert sha and ds_input.dataset.digest == sha[:36] and profile["sha256"] == sha
+    assert run.data.tags["mlflow.source.name"] == "ddeqs train"

@@ -160,6 +160,8 @@ def train_run(
                            run_id=mlflow_id, warn=log)
     if state is None or tracker.run_id != mlflow_id:
         tracker.log_params({**cfg.flat(), "n_params": n_params, "device": device_label(device)})
+        sizes = {split: getattr(info, f"n_{split}", None) for split in ("train", "test")}
+        tracker.log_dataset(cfg.data.dataset, getattr(info, "sha256", None), sizes)
 
     from tqdm.auto import tqdm
 
