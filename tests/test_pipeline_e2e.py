@@ -110,6 +110,9 @@ def test_snakemake_report_gathers_tables_and_figures(smoke: SimpleNamespace) -> 
     html = (smoke.repo / "results/report.html").read_text(errors="replace")
     for name in ("table1.csv", "table_d5.md", "fig10.png", "fig16.png", "README.md"):
         assert name in html, name
+    # one caption per figure: the paper's caption and what was reproduced
+    for caption in ("Figure 10 (paper, App. D.2)", "Figure 16 (paper, App. D.9)", "z_particles ablation grid"):
+        assert caption in html, caption
 
 
 def test_dvc_metrics_push_and_pull_in_a_second_clone(smoke: SimpleNamespace) -> None:
