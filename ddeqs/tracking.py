@@ -177,15 +177,24 @@ class Tracker(NullTracker):
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         db = sqlite_path(self.uri)
-        if db is not None:
-            db.parent.mkdir(parents=True, exist_ok=True)
-            relocate_artifacts(db)
         from mlflow.tracking import MlflowClient
 
         for name in ("alembic", "mlflow"):  # schema migrations and store notes are noise in training logs
             logging.getLogger(name).setLevel(logging.WARNING)
 
-        self.client = MlflowClient(tracking_uri=self.uri)
+        if db is None:
+            self.client = MlflowClient(tracking_uri=self.uri)
+            return self.client
+        # Jobs starting together on a fresh database would run MLflow's schema migration at once
+        # and leave it half-made (alembic temp tables); one process at a time opens (creates or
+        # migrates) the store and re-roots its artifacts (filelock: a lock file next to it).
+        from filelock import FileLock
+
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{db}.lock", timeout=300):
+            relocate_artifacts(db)
+            self.client = MlflowClient(tracking_uri=self.uri)
+            self.client.search_experiments(max_results=1)  # the store is opened (schema made) here at the latest
         return self.client
 
     def _artifact_location(self) -> str | None:

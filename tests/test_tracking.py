@@ -203,3 +203,22 @@ def test_run_shows_dataset_and_source(tmp_path: Path) -> None:
     sha = run.data.tags.get("ddeqs.dataset_sha256")
     assert sha and ds_input.dataset.digest == sha[:36] and profile["sha256"] == sha
     assert run.data.tags["mlflow.source.name"] == "ddeqs train"
+
+
+@pytest.mark.slow
+def test_jobs_starting_together_on_a_fresh_store_all_track(tmp_path: Path) -> None:
+    """Three processes open a new SQLite store at the same moment (parallel jobs of a fresh
+    pipeline): each gets its run; none finds the schema half-migrated."""
+    db = tmp_path / "results/mlflow/mlflow.db"
+    code = (
+        "import sys; from ddeqs.tracking import Tracker; "
+        f"t = Tracker('sqlite:///{db}').start('ddeqs-classification', sys.argv[1]); "
+        "print(t.run_id); t.end()"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])))
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"job{i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for i in range(3)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    ids = [o.strip() for o, _ in outs]
+    assert all(len(i) == 32 for i in ids), outs  # a run id each, no "tracking is off" warning
+    assert all("warning" not in err for _, err in outs), outs
