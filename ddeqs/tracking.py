@@ -141,6 +141,8 @@ class NullTracker:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
     def log_dataset(self, name: str, sha256: str | None, sizes: dict[str, int | None], context: str = "training") -> None: ...
     def set_tags(self, tags: dict[str, Any]) -> None: ...
+    def log_model(self, model: Any, in_dim: int, task: str, num_classes: int | None = None) -> None: ...
+    def summarize_parent(self) -> None: ...
     def end(self, status: str = "FINISHED") -> None: ...
 
 
@@ -154,6 +156,8 @@ class Tracker(NullTracker):
         self.client: Any = None
         self.run_id = None
         self.experiment_id = None
+        self.parent_id: str | None = None
+        self.parent_name: str | None = None
 
     # ------------------------------------------------------------------ safety net
     def _safe(self, what: str, fn: Callable[[], Any]) -> Any:
@@ -250,7 +254,8 @@ class Tracker(NullTracker):
             self.experiment_id = self._experiment(experiment, description)
             all_tags = {k: str(v) for k, v in (tags or {}).items() if v is not None}
             if parent:
-                all_tags["mlflow.parentRunId"] = self._parent(self.experiment_id, parent)
+                self.parent_id, self.parent_name = self._parent(self.experiment_id, parent), parent
+                all_tags["mlflow.parentRunId"] = self.parent_id
             run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
             self.run_id = run.info.run_id
 
@@ -343,13 +348,109 @@ class Tracker(NullTracker):
 
         self._safe("logging the dataset", go)
 
+    def log_model(self, model: Any, in_dim: int, task: str, num_classes: int | None = None) -> None:
+        """Log the trained ``torch.nn.Module`` as an MLflow model (UI: Models column), once, at the end.
+
+        Signature (descriptive: ``forward(points, mask)`` returns a ``ModelOutput``): inputs
+        ``points`` float32 ``(B, N, in_dim)`` and ``mask`` bool ``(B, N)``; output classification
+        ``logits`` ``(B, num_classes)``, completion ``points`` ``(B, M, in_dim)``. Requirements are given
+        (torch, ddeqs) rather than inferred, which would import-scan the process for seconds.
+        ``mlflow.pytorch.load_model(<run>/model)`` returns the module on CPU.
+        """
+
+        def go() -> None:
+            import mlflow
+            import mlflow.pytorch
+            import numpy as np
+            import torch
+            from mlflow.models.signature import ModelSignature
+            from mlflow.types.schema import Schema, TensorSpec
+
+            inputs = Schema([TensorSpec(np.dtype(np.float32), (-1, -1, in_dim), "points"),
+                             TensorSpec(np.dtype(np.bool_), (-1, -1), "mask")])
+            out = (TensorSpec(np.dtype(np.float32), (-1, int(num_classes or -1)), "logits") if task == "classification"
+                   else TensorSpec(np.dtype(np.float32), (-1, -1, in_dim), "points"))
+            from ddeqs import __version__ as ddeqs_version
+
+            logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # its pickle-format notice, every run
+            reqs = [f"torch=={torch.__version__.split('+')[0]}", f"ddeqs=={ddeqs_version}"]
+            mlflow.set_tracking_uri(self.uri)
+            cpu = model.to("cpu") if next(model.parameters(), torch.empty(0)).device.type != "cpu" else model
+            # the fluent API needs an active run: reopen ours; the tracker sets the final status in end()
+            with mlflow.start_run(run_id=self.run_id):
+                mlflow.pytorch.log_model(cpu, name="model", signature=ModelSignature(inputs, Schema([out])),
+                                         pip_requirements=reqs, serialization_format="pickle")
+
+        self._safe("logging the model", go)
+
+    def summarize_parent(self) -> None:
+        """Give this run's grid parent the summary of its finished children: ``grid_summary.json`` and
+        ``grid_summary.md`` (one row per child: grid value and test metrics), ``grid_summary.png``
+        (the main test metric per value) and a description. Rewritten by each child as it finishes,
+        so the parent shows the grid so far."""
+        if not self.parent_id:
+            return
+
+        def go() -> None:
+            flt = f"tags.`mlflow.parentRunId` = '{self.parent_id}' and attributes.status = 'FINISHED'"
+            children = self.client.search_runs([self.experiment_id], filter_string=flt)
+            prefix = f"{self.parent_name}-"
+            rows = []
+            for child in children:
+                name = child.info.run_name or ""
+                test = {k: v for k, v in sorted(child.data.metrics.items()) if k.startswith("test_")}
+                rows.append({"run": name, "value": name[len(prefix):] if name.startswith(prefix) else name, **test})
+            if self.run_id not in {c.info.run_id for c in children}:  # this run is finishing now
+                return
+            rows.sort(key=lambda r: _as_number(r["value"]))
+            keys = list(dict.fromkeys(k for r in rows for k in r))
+            md = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+            md += ["| " + " | ".join(_fmt(r.get(k)) for k in keys) + " |" for r in rows]
+            self.client.log_dict(self.parent_id, {"grid": self.parent_name, "children": rows}, "grid_summary.json")
+            self.client.log_text(self.parent_id, "\n".join(md) + "\n", "grid_summary.md")
+            main = next((k for k in ("test_accuracy", "test_mmd2", "test_chamfer") if any(k in r for r in rows)), None)
+            if main:
+                import matplotlib
+
+                matplotlib.use("Agg")
+                import matplotlib.pyplot as plt
+
+                fig, ax = plt.subplots(figsize=(4, 3), dpi=100)
+                pts = [(r["value"], r[main]) for r in rows if main in r]
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-")
+                ax.set_xlabel(self.parent_name.rsplit("--", 1)[-1])
+                ax.set_ylabel(main)
+                ax.set_title(self.parent_name, fontsize=9)
+                fig.tight_layout()
+                self.client.log_figure(self.parent_id, fig, "grid_summary.png")
+                plt.close(fig)
+            self.client.set_tag(self.parent_id, "mlflow.note.content",
+                                f"Ablation grid {self.parent_name}: {len(rows)} finished children. "
+                                "Artifacts: grid_summary.md (table), grid_summary.png (plot).")
+
+        self._safe("summarizing the grid parent", go)
+
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         if Path(path).is_file():
             self._safe(f"uploading {Path(path).name}", lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
 
     def end(self, status: str = "FINISHED") -> None:
         self._safe("closing the run", lambda: self.client.set_terminated(self.run_id, status))
+        if status == "FINISHED":
+            self.summarize_parent()
         self.active = False
+
+
+def _as_number(v: str) -> tuple[int, float | str]:
+    """Sort key of a grid value: numbers by value, then words (true, anderson) by name."""
+    try:
+        return (0, float(v))
+    except ValueError:
+        return (1, v)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
 
 
 def _finite(v: Any) -> bool:

@@ -138,6 +138,14 @@ def test_grid_children_nest_under_one_parent(tmp_path: Path) -> None:
     assert parent.info.run_name == "mnist-cls-ddeq--z_particles"
     exp = parent.info.experiment_id
     assert len(client.search_runs([exp], "tags.`ddeqs.parent_name` = 'mnist-cls-ddeq--z_particles'")) == 1
+    # the parent carries the summary of its grid: a row per child with its value and test metrics, a plot
+    pid = parent.info.run_id
+    summary = json.loads((Path(client.download_artifacts(pid, "grid_summary.json", str(tmp_path / "dl")))).read_text())
+    assert [r["value"] for r in summary["children"]] == ["1", "2"]
+    assert all(0 <= r["test_accuracy"] <= 1 for r in summary["children"])
+    assert "| run | value |" in Path(client.download_artifacts(pid, "grid_summary.md", str(tmp_path / "dl"))).read_text()
+    assert Path(client.download_artifacts(pid, "grid_summary.png", str(tmp_path / "dl"))).stat().st_size > 1000
+    assert "2 finished children" in client.get_run(pid).data.tags["mlflow.note.content"]
 
 
 def test_unreachable_server_warns_once_and_training_continues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -203,6 +211,21 @@ def test_run_shows_dataset_and_source(tmp_path: Path) -> None:
     sha = run.data.tags.get("ddeqs.dataset_sha256")
     assert sha and ds_input.dataset.digest == sha[:36] and profile["sha256"] == sha
     assert run.data.tags["mlflow.source.name"] == "ddeqs train"
+    # the model, with its signature, in the Models column; it loads back as the trained module
+    import mlflow
+    import mlflow.pytorch
+    import torch
+    from mlflow.models import get_model_info
+
+    mlflow.set_tracking_uri(uri)
+    model_uri = f"runs:/{run_id}/model"
+    info = get_model_info(model_uri)
+    names = [spec.name for spec in info.signature.inputs.inputs]
+    assert names == ["points", "mask"] and info.signature.inputs.inputs[0].shape == (-1, -1, 2)
+    assert info.signature.outputs.inputs[0].shape == (-1, 3)  # logits of the 3 stand-in classes
+    loaded = mlflow.pytorch.load_model(model_uri)
+    state = torch.load(tmp_path / "r" / "model.pt", weights_only=True)
+    assert all(torch.equal(v, state[k]) for k, v in loaded.state_dict().items())
 
 
 @pytest.mark.slow

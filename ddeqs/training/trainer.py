@@ -276,6 +276,7 @@ def train_run(
             tracker.log_artifact(out_dir / name, "model")
         for path in [out_dir / "metrics.json", out_dir / "history.json", *written]:
             tracker.log_artifact(path)
+        tracker.log_model(model, info.in_dim, cfg.task, getattr(info, "num_classes", None))  # last: moves it to CPU
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
