@@ -355,7 +355,8 @@ class Tracker(NullTracker):
         ``points`` float32 ``(B, N, in_dim)`` and ``mask`` bool ``(B, N)``; output classification
         ``logits`` ``(B, num_classes)``, completion ``points`` ``(B, M, in_dim)``. Requirements are given
         (torch, ddeqs) rather than inferred, which would import-scan the process for seconds.
-        ``mlflow.pytorch.load_model(<run>/model)`` returns the module on CPU.
+        ``mlflow.pytorch.load_model("runs:/<run id>/pytorch")`` returns the module on CPU (the run folder's
+        ``model.pt`` and ``config.yaml`` stay under the artifact folder ``model/``).
         """
 
         def go() -> None:
@@ -378,7 +379,7 @@ class Tracker(NullTracker):
             cpu = model.to("cpu") if next(model.parameters(), torch.empty(0)).device.type != "cpu" else model
             # the fluent API needs an active run: reopen ours; the tracker sets the final status in end()
             with mlflow.start_run(run_id=self.run_id):
-                mlflow.pytorch.log_model(cpu, name="model", signature=ModelSignature(inputs, Schema([out])),
+                mlflow.pytorch.log_model(cpu, name="pytorch", signature=ModelSignature(inputs, Schema([out])),
                                          pip_requirements=reqs, serialization_format="pickle")
 
         self._safe("logging the model", go)

@@ -194,6 +194,14 @@ def test_copied_results_folder_is_a_store_of_its_own(tmp_path: Path) -> None:
     exp = client.get_experiment(client.get_run(second).info.experiment_id)
     assert Path(urlparse(exp.artifact_location).path) == copy_root
     assert "classification" in exp.tags["mlflow.note.content"]
+    # with the original gone, the copy still serves the first run's files and its MLflow model
+    import mlflow
+    import mlflow.pytorch
+
+    shutil.rmtree(tmp_path / "a")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'b/results/mlflow/mlflow.db'}")
+    assert mlflow.pytorch.load_model(f"runs:/{first}/pytorch") is not None
+    assert Path(client.download_artifacts(first, "model/config.yaml", str(tmp_path / "dl"))).is_file()
 
 
 @pytest.mark.slow
@@ -218,7 +226,7 @@ def test_run_shows_dataset_and_source(tmp_path: Path) -> None:
     from mlflow.models import get_model_info
 
     mlflow.set_tracking_uri(uri)
-    model_uri = f"runs:/{run_id}/model"
+    model_uri = f"runs:/{run_id}/pytorch"
     info = get_model_info(model_uri)
     names = [spec.name for spec in info.signature.inputs.inputs]
     assert names == ["points", "mask"] and info.signature.inputs.inputs[0].shape == (-1, -1, 2)
