@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 
-.PHONY: install test test-fast demo paper clean-results lint
+.PHONY: install test test-fast demo paper clean-results lint mlflow-screenshot
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ demo: $(STAMP)
 
 paper: $(STAMP)
 	$(VENV)/bin/snakemake --profile profiles/local all
+
+# Headless-Chromium screenshot of the MLflow UI on the demo store (docs/mlflow-ui.png); needs chromium.
+mlflow-screenshot: $(STAMP)
+	PYTHON=$(PY) MLFLOW=$(VENV)/bin/mlflow scripts/mlflow_screenshot.sh sqlite:///results/mlflow/mlflow.db docs/mlflow-ui.png
 
 clean-results:
 	rm -rf results .snakemake/metadata

@@ -425,6 +425,14 @@ class Tracker(NullTracker):
                 fig.tight_layout()
                 self.client.log_figure(self.parent_id, fig, "grid_summary.png")
                 plt.close(fig)
+            # the parent row of the UI shows the grid's source and dataset (those of its children)
+            me = self.client.get_run(self.run_id)
+            for key in ("mlflow.source.name", "mlflow.source.type", "mlflow.source.git.commit", "ddeqs.dataset_sha256"):
+                if key in me.data.tags:
+                    self.client.set_tag(self.parent_id, key, me.data.tags[key])
+            parent_inputs = self.client.get_run(self.parent_id).inputs.dataset_inputs
+            if me.inputs.dataset_inputs and not parent_inputs:
+                self.client.log_inputs(self.parent_id, datasets=me.inputs.dataset_inputs[:1])
             self.client.set_tag(self.parent_id, "mlflow.note.content",
                                 f"Ablation grid {self.parent_name}: {len(rows)} finished children. "
                                 "Artifacts: grid_summary.md (table), grid_summary.png (plot).")

@@ -145,7 +145,10 @@ def test_grid_children_nest_under_one_parent(tmp_path: Path) -> None:
     assert all(0 <= r["test_accuracy"] <= 1 for r in summary["children"])
     assert "| run | value |" in Path(client.download_artifacts(pid, "grid_summary.md", str(tmp_path / "dl"))).read_text()
     assert Path(client.download_artifacts(pid, "grid_summary.png", str(tmp_path / "dl"))).stat().st_size > 1000
-    assert "2 finished children" in client.get_run(pid).data.tags["mlflow.note.content"]
+    parent = client.get_run(pid)
+    assert "2 finished children" in parent.data.tags["mlflow.note.content"]
+    assert parent.data.tags["mlflow.source.name"] == "ddeqs train"  # the UI's Source and Dataset columns
+    assert [d.dataset.name for d in parent.inputs.dataset_inputs] == [client.get_run(ids[0]).inputs.dataset_inputs[0].dataset.name]
 
 
 def test_unreachable_server_warns_once_and_training_continues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
