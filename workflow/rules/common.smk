@@ -107,6 +107,14 @@ def metrics_of(names):
     return expand("results/runs/{run}/metrics.json", run=names)
 
 
+def figure_outputs(figs):
+    """PNG and PDF of each figure, each with its own report caption (workflow/report/figures/<fig>.rst:
+    the paper's caption and what this pipeline reproduced)."""
+    # (no line may start with `report(`: Snakemake's parser would read it as the report: keyword)
+    files = [(fig, f"results/figures/{fig}.{ext}") for fig in figs for ext in ("png", "pdf")]
+    return [report(f, caption=f"../report/figures/{fig}.rst", category="Figures", subcategory=fig) for fig, f in files]
+
+
 def write_curve(history_json, out_csv, log_file):
     """history.json (per-epoch dicts) -> CSV with one row per epoch and its scalar columns."""
     import csv
@@ -132,8 +140,9 @@ DDEQS = config.get("command") or f'"{sys.executable}" -m ddeqs'
 # writing one SQLite file on a shared file system is unsafe). Passed as the environment variable
 # MLFLOW_TRACKING_URI, which jobs inherit (SLURM jobs re-read this file with the same config), so
 # it is not part of any run's params and switching stores reruns nothing.
+# (set here, not read: Snakemake's `envvars:` directive would instead require it from the caller)
 if config.get("tracking_uri"):
-    os.environ["MLFLOW_TRACKING_URI"] = str(config["tracking_uri"])
+    os.environ.update(MLFLOW_TRACKING_URI=str(config["tracking_uri"]))
 ROLES_ARG = ",".join(f"{role}={ds}" for role, ds in config["roles"].items())
 DATASETS = sorted({run["data"]["dataset"] for run in RUNS.values()})
 

@@ -9,14 +9,6 @@ FLOW_FIGURES = ["fig16", "fig17"]  # the MMD flow of App. D.9: no training neede
 ALL_METRICS = metrics_of(list(RUNS))
 
 
-def figure_outputs(figs):
-    """PNG and PDF of each figure, each with its own report caption (workflow/report/figures/<fig>.rst:
-    the paper's caption and what this pipeline reproduced)."""
-    # (no line may start with `report(`: Snakemake's parser would read it as the report: keyword)
-    files = [(fig, f"results/figures/{fig}.{ext}") for fig in figs for ext in ("png", "pdf")]
-    return [report(f, caption=f"../report/figures/{fig}.rst", category="Figures", subcategory=fig) for fig, f in files]
-
-
 CONTEXT = f"--profile {config['profile']} --roles {ROLES_ARG}"
 
 
