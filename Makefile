@@ -12,7 +12,7 @@ DEMO_RESULTS := $(RESULTS)/smoke
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 
-.PHONY: install test test-fast demo paper clean-results lint
+.PHONY: install test test-fast demo paper clean-results lint mlflow-screenshot
 
 install: $(STAMP)
 
@@ -36,7 +36,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	DDEQS_CLAIMS_SUMMARY=0 $(VENV)/bin/snakemake --profile profiles/default --configfile params/smoke.yaml --cores 2 all
+	DDEQS_CLAIMS_SUMMARY=0 $(VENV)/bin/snakemake --profile profiles/local --configfile params/smoke.yaml --cores 2 all
 	@echo
 	@$(VENV)/bin/ddeqs paper claims --summary --json $(DEMO_RESULTS)/claims.json
 	@echo
@@ -44,7 +44,11 @@ demo: $(STAMP)
 	@echo "Browse the runs:    $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///results/mlflow/mlflow.db  (experiments ddeqs-smoke-*)"
 
 paper: $(STAMP)
-	$(VENV)/bin/snakemake --profile profiles/default all
+	$(VENV)/bin/snakemake --profile profiles/local all
+
+# Headless-Chromium screenshot of the MLflow UI on the demo store (docs/mlflow-ui.png); needs chromium.
+mlflow-screenshot: $(STAMP)
+	PYTHON=$(PY) MLFLOW=$(VENV)/bin/mlflow scripts/mlflow_screenshot.sh sqlite:///results/mlflow/mlflow.db docs/mlflow-ui.png
 
 clean-results:
 	rm -rf $(RESULTS) .snakemake/metadata

@@ -1,6 +1,6 @@
 # DDEQs pipeline: one DAG from downloads to every table and figure of the paper.
-#   snakemake --profile profiles/default all                                   # paper (params/config.yaml)
-#   snakemake --profile profiles/default --configfile params/smoke.yaml all    # smoke (CPU, minutes)
+#   snakemake --profile profiles/local all                                   # paper (params/config.yaml)
+#   snakemake --profile profiles/local --configfile params/smoke.yaml all    # smoke (CPU, minutes)
 # Rules call the ddeqs command line; see docs/pipeline.md.
 
 import os

@@ -77,7 +77,7 @@ def test_smoke_dag_writes_every_table_and_figure(smoke: SimpleNamespace) -> None
 
 
 def test_second_run_does_nothing(smoke: SimpleNamespace) -> None:
-    proc = sh(smoke.repo, "snakemake", "--profile", "profiles/default", *SMOKE, "--cores", "2", "all")
+    proc = sh(smoke.repo, "snakemake", "--profile", "profiles/local", *SMOKE, "--cores", "2", "all")
     assert "Nothing to be done" in proc.stdout + proc.stderr
     assert "up to date" in sh(smoke.repo, "dvc", "status").stdout
 
@@ -111,6 +111,9 @@ def test_snakemake_report_gathers_tables_and_figures(smoke: SimpleNamespace) -> 
     html = (smoke.repo / "results/report.html").read_text(errors="replace")
     for name in ("table1.csv", "table_d5.md", "fig10.png", "fig16.png", "README.md"):
         assert name in html, name
+    # one caption per figure: the paper's caption and what was reproduced
+    for caption in ("Figure 10 (paper, App. D.2)", "Figure 16 (paper, App. D.9)", "z_particles ablation grid"):
+        assert caption in html, caption
 
 
 def test_dvc_metrics_and_exp_run_keep_every_result(smoke: SimpleNamespace) -> None:

@@ -138,6 +138,17 @@ def test_grid_children_nest_under_one_parent(tmp_path: Path) -> None:
     assert parent.info.run_name == "mnist-cls-ddeq--z_particles"
     exp = parent.info.experiment_id
     assert len(client.search_runs([exp], "tags.`ddeqs.parent_name` = 'mnist-cls-ddeq--z_particles'")) == 1
+    # the parent carries the summary of its grid: a row per child with its value and test metrics, a plot
+    pid = parent.info.run_id
+    summary = json.loads((Path(client.download_artifacts(pid, "grid_summary.json", str(tmp_path / "dl")))).read_text())
+    assert [r["value"] for r in summary["children"]] == ["1", "2"]
+    assert all(0 <= r["test_accuracy"] <= 1 for r in summary["children"])
+    assert "| run | value |" in Path(client.download_artifacts(pid, "grid_summary.md", str(tmp_path / "dl"))).read_text()
+    assert Path(client.download_artifacts(pid, "grid_summary.png", str(tmp_path / "dl"))).stat().st_size > 1000
+    parent = client.get_run(pid)
+    assert "2 finished children" in parent.data.tags["mlflow.note.content"]
+    assert parent.data.tags["mlflow.source.name"] == "ddeqs train"  # the UI's Source and Dataset columns
+    assert [d.dataset.name for d in parent.inputs.dataset_inputs] == [client.get_run(ids[0]).inputs.dataset_inputs[0].dataset.name]
 
 
 def test_unreachable_server_warns_once_and_training_continues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,3 +164,95 @@ def test_unreachable_server_warns_once_and_training_continues(tmp_path: Path, mo
     assert len(warnings) == 1 and f"127.0.0.1:{port}" in warnings[0] and "run folder" in warnings[0]
     assert m["mlflow_run_id"] is None
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["n"] == 8
+
+
+@pytest.mark.slow
+def test_copied_results_folder_is_a_store_of_its_own(tmp_path: Path) -> None:
+    """Train, copy the results folder, train in the copy: the copy's runs and artifacts live in the
+    copy, the original gets nothing new, and the original run's artifacts resolve inside the copy."""
+    import shutil
+    from urllib.parse import urlparse
+
+    from mlflow.tracking import MlflowClient
+
+    def train(root: Path, name: str) -> str:
+        uri = f"sqlite:///{root / 'results/mlflow/mlflow.db'}"
+        cfg = tiny_cfg("classification", "pointnet", "train.epochs=1", f"tracking.uri={uri}", f"tracking.run_name={name}",
+                       tracking=True)
+        return train_run(cfg, root / "results/runs" / name, source=make_source(n_train=16, n_test=8))["mlflow_run_id"]
+
+    first = train(tmp_path / "a", "first")
+    before = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a/results/mlflow").rglob("*") if p.is_file())
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    second = train(tmp_path / "b", "second")
+
+    after = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a/results/mlflow").rglob("*") if p.is_file())
+    assert after == before, "training in the copy wrote into the original store"
+    client = MlflowClient(f"sqlite:///{tmp_path / 'b/results/mlflow/mlflow.db'}")
+    copy_root = (tmp_path / "b/results/mlflow/artifacts").resolve()
+    for run_id in (first, second):
+        path = Path(urlparse(client.get_run(run_id).info.artifact_uri).path)
+        assert path.is_relative_to(copy_root), path
+        assert (path / "metrics.json").is_file()  # the first run's artifacts were copied along and are found
+    exp = client.get_experiment(client.get_run(second).info.experiment_id)
+    assert Path(urlparse(exp.artifact_location).path) == copy_root
+    assert "classification" in exp.tags["mlflow.note.content"]
+    # with the original gone, the copy still serves the first run's files and its MLflow model
+    import mlflow
+    import mlflow.pytorch
+
+    shutil.rmtree(tmp_path / "a")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'b/results/mlflow/mlflow.db'}")
+    assert mlflow.pytorch.load_model(f"runs:/{first}/pytorch") is not None
+    assert Path(client.download_artifacts(first, "model/config.yaml", str(tmp_path / "dl"))).is_file()
+
+
+@pytest.mark.slow
+def test_run_shows_dataset_and_source(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = tiny_cfg("classification", "pointnet", "train.epochs=1", f"tracking.uri={uri}", "tracking.rule=train", tracking=True)
+    run_id = train_run(cfg, tmp_path / "r", source=make_source(n_train=16, n_test=8))["mlflow_run_id"]
+    run = MlflowClient(uri).get_run(run_id)
+    (ds_input,) = run.inputs.dataset_inputs
+    profile = json.loads(ds_input.dataset.profile)
+    assert ds_input.dataset.name == cfg.data.dataset
+    assert profile["train_clouds"] == 16 and profile["test_clouds"] == 8
+    sha = run.data.tags.get("ddeqs.dataset_sha256")
+    assert sha and ds_input.dataset.digest == sha[:36] and profile["sha256"] == sha
+    assert run.data.tags["mlflow.source.name"] == "ddeqs train"
+    # the model, with its signature, in the Models column; it loads back as the trained module
+    import mlflow
+    import mlflow.pytorch
+    import torch
+    from mlflow.models import get_model_info
+
+    mlflow.set_tracking_uri(uri)
+    model_uri = f"runs:/{run_id}/pytorch"
+    info = get_model_info(model_uri)
+    names = [spec.name for spec in info.signature.inputs.inputs]
+    assert names == ["points", "mask"] and info.signature.inputs.inputs[0].shape == (-1, -1, 2)
+    assert info.signature.outputs.inputs[0].shape == (-1, 3)  # logits of the 3 stand-in classes
+    loaded = mlflow.pytorch.load_model(model_uri)
+    state = torch.load(tmp_path / "r" / "model.pt", weights_only=True)
+    assert all(torch.equal(v, state[k]) for k, v in loaded.state_dict().items())
+
+
+@pytest.mark.slow
+def test_jobs_starting_together_on_a_fresh_store_all_track(tmp_path: Path) -> None:
+    """Three processes open a new SQLite store at the same moment (parallel jobs of a fresh
+    pipeline): each gets its run; none finds the schema half-migrated."""
+    db = tmp_path / "results/mlflow/mlflow.db"
+    code = (
+        "import sys; from ddeqs.tracking import Tracker; "
+        f"t = Tracker('sqlite:///{db}').start('ddeqs-classification', sys.argv[1]); "
+        "print(t.run_id); t.end()"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])))
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"job{i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for i in range(3)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    ids = [o.strip() for o, _ in outs]
+    assert all(len(i) == 32 for i in ids), outs  # a run id each, no "tracking is off" warning
+    assert all("warning" not in err for _, err in outs), outs

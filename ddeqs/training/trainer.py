@@ -214,6 +214,8 @@ def _train_locked(cfg: ExperimentConfig, out_dir: Path, work: Path, *, source: D
                            run_id=mlflow_id, warn=log)
     if state is None or tracker.run_id != mlflow_id:
         tracker.log_params({**cfg.flat(), "n_params": n_params, "device": device_label(device)})
+        sizes = {split: getattr(info, f"n_{split}", None) for split in ("train", "test")}
+        tracker.log_dataset(cfg.data.dataset, getattr(info, "sha256", None), sizes)
 
     from tqdm.auto import tqdm
 
@@ -341,6 +343,7 @@ def _train_locked(cfg: ExperimentConfig, out_dir: Path, work: Path, *, source: D
             tracker.log_artifact(out_dir / name, "model")
         for path in [out_dir / "metrics.json", out_dir / "history.json", *written]:
             tracker.log_artifact(path)
+        tracker.log_model(model, info.in_dim, cfg.task, getattr(info, "num_classes", None))  # last: moves it to CPU
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"

@@ -10,6 +10,7 @@
 # and validated with ddeqs.config at DAG build time, so a typo fails before any job starts.
 
 import copy
+import os
 from pathlib import Path
 import re
 import sys
@@ -111,6 +112,14 @@ def metrics_of(names):
     return expand(f"{ROOT}/runs/{{run}}/metrics.json", run=names)
 
 
+def figure_outputs(figs):
+    """PNG and PDF of each figure, each with its own report caption (workflow/report/figures/<fig>.rst:
+    the paper's caption and what this pipeline reproduced)."""
+    # (no line may start with `report(`: Snakemake's parser would read it as the report: keyword)
+    files = [(fig, f"{ROOT}/figures/{fig}.{ext}") for fig in figs for ext in ("png", "pdf")]
+    return [report(f, caption=f"../report/figures/{fig}.rst", category="Figures", subcategory=fig) for fig, f in files]
+
+
 def write_curve(history_json, out_csv, log_file):
     """history.json (per-epoch dicts) -> CSV with one row per epoch and its scalar columns."""
     import csv
@@ -142,8 +151,18 @@ if config.get("dvc_profile") and config["dvc_profile"] != config["profile"]:
         f"{config['profile']!r}: pass both, e.g. dvc exp run -S profile=smoke -S config=params/smoke.yaml"
     )
 RUNS = build_runs(config)
-# The ddeqs command of the Python running Snakemake: works without an activated venv.
+# The ddeqs command of the Python running Snakemake: works without an activated venv or conda env.
+# Rules use it as the global {DDEQS} in their shell command, never in `params:`: params are part of
+# the job's recorded state, and a machine path there would rerun every job when Snakemake is
+# started from another Python (another clone, a conda env, a compute node's mount point).
 DDEQS = config.get("command") or f'"{sys.executable}" -m ddeqs'
+# MLflow store for every job (profiles/slurm sets an `mlflow server` on the login node: many nodes
+# writing one SQLite file on a shared file system is unsafe). Passed as the environment variable
+# MLFLOW_TRACKING_URI, which jobs inherit (SLURM jobs re-read this file with the same config), so
+# it is not part of any run's params and switching stores reruns nothing.
+# (set here, not read: Snakemake's `envvars:` directive would instead require it from the caller)
+if config.get("tracking_uri"):
+    os.environ.update(MLFLOW_TRACKING_URI=str(config["tracking_uri"]))
 ROLES_ARG = ",".join(f"{role}={ds}" for role, ds in config["roles"].items())
 DATASETS = sorted({run["data"]["dataset"] for run in RUNS.values()})
 

@@ -9,14 +9,10 @@ rule fetch:
         f"{ROOT}/logs/fetch/{{dataset}}.log",
     benchmark:
         f"{ROOT}/benchmarks/fetch/{{dataset}}.tsv"
-    conda:
-        "../../environment.yml"
-    params:
-        ddeqs=DDEQS,
     resources:
         downloads=1,
     shell:
-        "{params.ddeqs} data fetch {wildcards.dataset} --raw-root data/raw > {log} 2>&1"
+        "{DDEQS} data fetch {wildcards.dataset} --raw-root data/raw > {log} 2>&1"
 
 
 rule prepare:
@@ -30,12 +26,9 @@ rule prepare:
         f"{ROOT}/logs/prepare/{{dataset}}.log",
     benchmark:
         f"{ROOT}/benchmarks/prepare/{{dataset}}.tsv"
-    conda:
-        "../../environment.yml"
     params:
-        ddeqs=DDEQS,
         extra=lambda w: config.get("prepare", {}).get(w.dataset, ""),
     threads: 1
     shell:
-        "{params.ddeqs} data prepare {wildcards.dataset} --raw-root data/raw --root data/processed"
+        "{DDEQS} data prepare {wildcards.dataset} --raw-root data/raw --root data/processed"
         " {params.extra} > {log} 2>&1"

@@ -1,13 +1,15 @@
 # Paper artifacts from the finished run folders: Tables 1-6 and App. D.5 (CSV, Markdown,
 # LaTeX), the flat metrics results/<profile>/summary.json (for `dvc metrics show`), Figures 1, 4, 5,
-# 7-17 (PNG and PDF), the paper's claims checked
-# (results/<profile>/claims.md, .json), and results/<profile>/README.md. The profile name and the role -> dataset mapping
+# 7-17 (PNG and PDF), the paper's claims checked (results/<profile>/claims.md, .json), and
+# results/<profile>/README.md. The profile name and the role -> dataset mapping
 # are passed explicitly, so the same rules serve the paper and the smoke configuration.
 
 TABLES = ["table1", "table2", "table3", "table4", "table5", "table6", "table_d5"]
 FIGURES = ["fig01", "fig04", "fig05", "fig07", "fig08", "fig09", "fig10", "fig11", "fig12", "fig13", "fig14", "fig15"]
 FLOW_FIGURES = ["fig16", "fig17"]  # the MMD flow of App. D.9: no training needed
 ALL_METRICS = metrics_of(list(RUNS))
+
+
 CONTEXT = f"--profile {config['profile']} --roles {ROLES_ARG}"
 CLAIMS_MD, CLAIMS_JSON = f"{ROOT}/claims.md", f"{ROOT}/claims.json"
 FLOW_PARTICLES = config.get("flow", {}).get("particles", 100)
@@ -28,13 +30,10 @@ rule paper_tables:
         f"{ROOT}/logs/paper/tables.log",
     benchmark:
         f"{ROOT}/benchmarks/paper/tables.tsv"
-    conda:
-        "../../environment.yml"
     params:
-        ddeqs=DDEQS,
         context=CONTEXT,
     shell:
-        f"{{params.ddeqs}} paper tables --runs {ROOT}/runs --out {ROOT}/tables --summary {{output.summary}}"
+        f"{{DDEQS}} paper tables --runs {ROOT}/runs --out {ROOT}/tables --summary {{output.summary}}"
         f" {{params.context}} > {{log}} 2>&1"
 
 
@@ -42,47 +41,33 @@ rule paper_figures:
     input:
         ALL_METRICS,
     output:
-        report(
-            expand(f"{ROOT}/figures/{{fig}}.{{ext}}", fig=FIGURES, ext=["png", "pdf"]),
-            caption="../report/figures.rst",
-            category="Figures",
-        ),
+        figure_outputs(FIGURES),
     log:
         f"{ROOT}/logs/paper/figures.log",
     benchmark:
         f"{ROOT}/benchmarks/paper/figures.tsv"
-    conda:
-        "../../environment.yml"
     params:
-        ddeqs=DDEQS,
         context=CONTEXT,
         only=",".join(FIGURES),
     shell:
-        f"{{params.ddeqs}} paper figures --runs {ROOT}/runs --out {ROOT}/figures --only {{params.only}}"
+        f"{{DDEQS}} paper figures --runs {ROOT}/runs --out {ROOT}/figures --only {{params.only}}"
         f" {{params.context}} > {{log}} 2>&1"
 
 
 rule flow_figures:
     output:
-        report(
-            expand(f"{ROOT}/figures/{{fig}}.{{ext}}", fig=FLOW_FIGURES, ext=["png", "pdf"]),
-            caption="../report/flow.rst",
-            category="Figures",
-        ),
+        figure_outputs(FLOW_FIGURES),
     log:
         f"{ROOT}/logs/paper/flow.log",
     benchmark:
         f"{ROOT}/benchmarks/paper/flow.tsv"
-    conda:
-        "../../environment.yml"
     params:
-        ddeqs=DDEQS,
         context=CONTEXT,
         only=",".join(FLOW_FIGURES),
         particles=FLOW_PARTICLES,
         iters=FLOW_ITERS,
     shell:
-        f"{{params.ddeqs}} paper figures --runs {ROOT}/runs --out {ROOT}/figures --only {{params.only}}"
+        f"{{DDEQS}} paper figures --runs {ROOT}/runs --out {ROOT}/figures --only {{params.only}}"
         f" --flow-particles {{params.particles}} --flow-iters {{params.iters}} {{params.context}} > {{log}} 2>&1"
 
 
@@ -96,15 +81,12 @@ rule paper_claims:
         f"{ROOT}/logs/paper/claims.log",
     benchmark:
         f"{ROOT}/benchmarks/paper/claims.tsv"
-    conda:
-        "../../environment.yml"
     params:
-        ddeqs=DDEQS,
         context=CONTEXT,
         particles=FLOW_PARTICLES,
         iters=FLOW_ITERS,
     shell:
-        f"{{params.ddeqs}} paper claims --runs {ROOT}/runs --md {{output.md}} --json {{output.json}}"
+        f"{{DDEQS}} paper claims --runs {ROOT}/runs --md {{output.md}} --json {{output.json}}"
         " --flow-particles {params.particles} --flow-iters {params.iters} {params.context} > {log} 2>&1"
 
 
@@ -121,13 +103,10 @@ rule paper_report:
         f"{ROOT}/logs/paper/report.log",
     benchmark:
         f"{ROOT}/benchmarks/paper/report.tsv"
-    conda:
-        "../../environment.yml"
     params:
-        ddeqs=DDEQS,
         context=CONTEXT,
     shell:
-        f"{{params.ddeqs}} paper report --runs {ROOT}/runs --tables-out {ROOT}/tables --figures-out {ROOT}/figures"
+        f"{{DDEQS}} paper report --runs {ROOT}/runs --tables-out {ROOT}/tables --figures-out {ROOT}/figures"
         f" --summary {ROOT}/summary.json --claims {{input.claims}} --report {{output}} {{params.context}} > {{log}} 2>&1"
 
 
@@ -135,7 +114,7 @@ PAPER_OUTPUTS = [
     *rules.paper_tables.output,
     *rules.paper_figures.output,
     *rules.flow_figures.output,
-    *rules.paper_claims.output,
     *rules.paper_report.output,
+    *rules.paper_claims.output,
     *expand(f"{ROOT}/plots/{{run}}.csv", run=list(RUNS)),
 ]

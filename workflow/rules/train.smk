@@ -35,17 +35,14 @@ rule train:
     benchmark:
         f"{ROOT}/benchmarks/train/{{run}}.tsv"
     params:
-        ddeqs=DDEQS,
         out=subpath(output.metrics, parent=True),
-    conda:
-        "../../environment.yml"
     threads: config.get("resources", {}).get("threads", 1)
     resources:
         gpu=config.get("resources", {}).get("gpu", 1),
         mem_mb=config.get("resources", {}).get("mem_mb", 8000),
         runtime=config.get("resources", {}).get("runtime", 600),
     shell:
-        "{params.ddeqs} train --params {input.params} --out {params.out} --quiet > {log} 2>&1"
+        "{DDEQS} train --params {input.params} --out {params.out} --quiet > {log} 2>&1"
 
 
 rule training_curve:
