@@ -126,7 +126,7 @@ def test_smoke_slice_through_the_slurm_plugin(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
     env.update(PATH=f"{shims}{os.pathsep}{BIN}{os.pathsep}{env.get('PATH', '')}", MPLBACKEND="Agg",
                PYTHONPATH=f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}".rstrip(os.pathsep))
-    targets = [f"results/runs/{r}/metrics.json" for r in TRAININGS]
+    targets = [f"results/smoke/runs/{r}/metrics.json" for r in TRAININGS]
     cmd = [
         str(BIN / "snakemake"), *targets, "--profile", "profiles/slurm",
         "--configfile", "params/smoke.yaml", "gpu.yaml", "--config", f"tracking_uri=sqlite:///{store}",
@@ -160,7 +160,7 @@ def test_smoke_slice_through_the_slurm_plugin(tmp_path: Path) -> None:
     assert order[first + 1] == "train", order
 
     for run in TRAININGS:
-        assert json.loads((repo / "results/runs" / run / "metrics.json").read_text())["test"]["n"] > 0
+        assert json.loads((repo / "results/smoke/runs" / run / "metrics.json").read_text())["test"]["n"] > 0
     # every job logged to the tracking store named in the configuration (tracking_uri)
     with sqlite3.connect(store) as con:
         names = {r[0] for r in con.execute("SELECT name FROM runs")}
