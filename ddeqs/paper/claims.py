@@ -310,15 +310,22 @@ def check_w2_vs_pcn(ev: Evidence) -> Outcome:
     return combine(parts, missing, qs)
 
 
-def check_noise_helps(ev: Evidence) -> Outcome:
+def _a_below_b(ev: Evidence, a_key: str, a_label: str, b_key: str, b_label: str, text: str) -> Outcome:
+    """One comparison where the claim is ``a < b`` (lower is better); ``text`` formats ``a``, ``b``
+    (``{a}``, ``{b}``) before the difference is appended."""
     missing: list[str] = []
-    a = _metric(ev, "table2/ddeq/noise-0.05/w2", "DDEQ W2 (free), 5 % noise", missing)
-    b = _metric(ev, "table2/ddeq/noise-0/w2", "DDEQ W2 (free), no noise", missing)
+    a = _metric(ev, a_key, a_label, missing)
+    b = _metric(ev, b_key, b_label, missing)
     if a is None or b is None:
         return combine([], missing, [q for q in (a, b) if q])
     d, se = b.value - a.value, _diff_se(a, b)
-    return combine([Part(decide_better(d, se), f"5%: {a.value:.3g} vs 0%: {b.value:.3g} (Δ {_pm(d, se, '{:+.3g}')})")],
-                   [], [a, b])
+    line = text.format(a=f"{a.value:.3g}", b=f"{b.value:.3g}") + f" (Δ {_pm(d, se, '{:+.3g}')})"
+    return combine([Part(decide_better(d, se), line)], [], [a, b])
+
+
+def check_noise_helps(ev: Evidence) -> Outcome:
+    return _a_below_b(ev, "table2/ddeq/noise-0.05/w2", "DDEQ W2 (free), 5 % noise",
+                      "table2/ddeq/noise-0/w2", "DDEQ W2 (free), no noise", "5%: {a} vs 0%: {b}")
 
 
 #: Table 3 columns: (role-task, metric, higher is better, tolerance, absolute tolerance?)
@@ -533,14 +540,8 @@ def check_wgf_beats_classical(ev: Evidence) -> Outcome:
 
 
 def check_ot_full_vs_pcn(ev: Evidence) -> Outcome:
-    missing: list[str] = []
-    a = _metric(ev, "table6/ddeq/ot_full", "DDEQ OT, full cloud", missing)
-    b = _metric(ev, "table6/pcn/ot_full", "PCN OT", missing)
-    if a is None or b is None:
-        return combine([], missing, [q for q in (a, b) if q])
-    d, se = b.value - a.value, _diff_se(a, b)
-    return combine([Part(decide_better(d, se), f"DDEQ {a.value:.3g} vs PCN {b.value:.3g} (Δ {_pm(d, se, '{:+.3g}')})")],
-                   [], [a, b])
+    return _a_below_b(ev, "table6/ddeq/ot_full", "DDEQ OT, full cloud", "table6/pcn/ot_full", "PCN OT",
+                      "DDEQ {a} vs PCN {b}")
 
 
 def bounded_part(label: str, y: Sequence[float | None]) -> Part | None:
