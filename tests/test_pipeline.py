@@ -101,7 +101,7 @@ def test_smoke_is_the_same_dag_on_embedded_data(wf: Path) -> None:
     counts = job_counts(out)
     # 10 main runs + grid children: z_particles 8 x 2, pushforward 3, iters 6, noise 4 x 2, input_share 5, solver 3
     assert counts["train"] == 10 + 16 + 3 + 6 + 8 + 5 + 3
-    assert "results/runs/modelnet-cls-ddeq--z_particles-64/metrics.json" in out
+    assert "results/smoke/runs/modelnet-cls-ddeq--z_particles-64/metrics.json" in out
     assert "data/processed/digits/train.npz" in out and "data/processed/shapes/test.npz" in out
     assert "mnist-pc" not in out and "modelnet40-s" not in out  # nothing of the paper leaks in
     for t in TABLES:
@@ -112,7 +112,7 @@ def test_smoke_is_the_same_dag_on_embedded_data(wf: Path) -> None:
     assert "results/paper" not in out  # the smoke profile writes only under results/smoke/
     assert "--runs results/smoke/runs" in out
     # the rules' command is the Python running Snakemake (a global in the shell line, not a param)
-    assert re.search(r'^Shell command: "[^"]*python[^"]*" -m ddeqs train --params results/params/', out, re.M)
+    assert re.search(r'^Shell command: "[^"]*python[^"]*" -m ddeqs train --params results/smoke/params/', out, re.M)
 
 
 @pytest.mark.parametrize("configfile", [None, "params/smoke.yaml"])

@@ -136,6 +136,14 @@ def write_curve(history_json, out_csv, log_file):
     Path(log_file).write_text(f"{len(rows)} epochs -> {out_csv}\n")
 
 
+def write_training_curves(csvs, out_png, log_file):
+    """Every run's training curve in one figure (ddeqs.paper.curves): the DVC plot."""
+    from ddeqs.paper.curves import plot_training_curves
+
+    plot_training_curves(csvs, out_png, title=f"Training loss per epoch, {config['profile']} configuration")
+    Path(log_file).write_text(f"{len(csvs)} runs -> {out_png}\n")
+
+
 # Snakemake's YAML reader keeps the last of two equal keys silently: re-read the files strictly.
 for _path in workflow.overwrite_configfiles or workflow.configfiles:
     try:

@@ -70,7 +70,4 @@ rule training_curves:
         f"{ROOT}/logs/plots/training_curves.log",
     localrule: True
     run:
-        from ddeqs.paper.curves import plot_training_curves
-
-        plot_training_curves(input, output[0], title=f"Training loss per epoch, {config['profile']} configuration")
-        Path(log[0]).write_text(f"{len(input)} runs -> {output[0]}\n")
+        write_training_curves(list(input), output[0], log[0])
