@@ -12,7 +12,7 @@ DEMO_RESULTS := $(RESULTS)/smoke
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 
-.PHONY: install test test-fast demo paper clean-results lint mlflow-screenshot
+.PHONY: install test test-fast demo paper clean-results lint mlflow-screenshot dvc-snapshot dvc-restore
 
 install: $(STAMP)
 
@@ -49,6 +49,16 @@ paper: $(STAMP)
 # Headless-Chromium screenshot of the MLflow UI on the demo store (docs/mlflow-ui.png); needs chromium.
 mlflow-screenshot: $(STAMP)
 	PYTHON=$(PY) MLFLOW=$(VENV)/bin/mlflow scripts/mlflow_screenshot.sh sqlite:///results/mlflow/mlflow.db docs/mlflow-ui.png
+
+# DVC (docs/pipeline.md, "DVC"): results/$(PROFILE), the MLflow store and the prepared data into the
+# DVC cache as snapshots/$(PROFILE) (then: git commit snapshots/$(PROFILE).dvc, dvc push); in
+# another clone, after dvc pull, copy them back (never overwriting) and mark the DAG up to date.
+PROFILE ?= smoke
+dvc-snapshot: $(STAMP)
+	PATH=$(VENV)/bin:$$PATH $(PY) scripts/dvc_snapshot.py save $(PROFILE)
+
+dvc-restore: $(STAMP)
+	PATH=$(VENV)/bin:$$PATH $(PY) scripts/dvc_snapshot.py restore $(PROFILE)
 
 clean-results:
 	rm -rf $(RESULTS) .snakemake/metadata

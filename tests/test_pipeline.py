@@ -208,8 +208,8 @@ def test_new_grid_value_schedules_only_its_jobs(wf: Path) -> None:
     out = snakemake(wf, *smoke, "-n").stdout
     counts = job_counts(out)
     assert counts == {
-        "run_params": 2, "train": 2, "training_curve": 2,
-        "paper_tables": 1, "paper_figures": 1, "paper_claims": 1, "paper_report": 1, "all": 1, "total": 11,
+        "run_params": 2, "train": 2, "training_curve": 2, "training_curves": 1,
+        "paper_tables": 1, "paper_figures": 1, "paper_claims": 1, "paper_report": 1, "all": 1, "total": 12,
     }
     trained = set(re.findall(r"^rule train:\n(?:\s+.*\n)*?\s+wildcards: run=(\S+)", out, re.M))
     assert trained == {"mnist-cpl-ddeq--noise-0.5", "mnist-cpl-pcn--noise-0.5"}
@@ -221,10 +221,14 @@ def test_dvc_stage_and_config(wf: Path) -> None:
     outs = [next(iter(o)) for o in stage["outs"]]
     assert {"data/processed", "results/${profile}/runs", "results/${profile}/tables", "results/${profile}/figures"} <= set(outs)
     # never cached: `dvc exp run` checks out (deletes or rolls back) cached outputs before running
-    declared = [*stage["outs"], *stage["metrics"], *stage["plots"]]
+    declared = [*stage["outs"], *stage["metrics"]]
     assert all(next(iter(o.values()))["persist"] and next(iter(o.values()))["cache"] is False for o in declared)
     assert next(iter(stage["metrics"][0])) == "results/${profile}/summary.json"
     assert "dvc_profile=${profile}" in stage["cmd"]
+    # the DVC plot is one static image (readable offline, no Vega from a CDN), inside a declared out
+    assert "plots" not in stage
+    assert yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"] == ["results/${profile}/plots/training_curves.png"]
+    assert "results/${profile}/plots" in outs
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     assert params["config"] == "params/config.yaml" and params["profile"] == "paper"
     config = (REPO / ".dvc/config").read_text()

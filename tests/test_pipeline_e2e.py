@@ -73,6 +73,7 @@ def test_smoke_dag_writes_every_table_and_figure(smoke: SimpleNamespace) -> None
     metrics = json.loads((repo / "results/smoke/runs/mnist-cpl-ddeq--noise-0.2/metrics.json").read_text())
     assert metrics["dataset"] == "digits" and metrics["test"]["n"] > 0
     assert (repo / "results/smoke/plots/mnist-cls-ddeq.csv").read_text().startswith("epoch")
+    assert (repo / "results/smoke/plots/training_curves.png").stat().st_size > 0
     assert smoke.seconds < 1200
 
 
@@ -92,7 +93,7 @@ def test_config_changes_rerun_only_affected_jobs(smoke: SimpleNamespace) -> None
         out = sh(smoke.repo, "snakemake", "all", "-n", *SMOKE).stdout
         trained = set(re.findall(r"^rule train:\n(?:\s+.*\n)*?\s+wildcards: run=(\S+)", out, re.M))
         assert trained == {"mnist-cpl-ddeq--noise-0.5", "mnist-cpl-pcn--noise-0.5"}
-        assert job_counts(out)["total"] == 10  # + params, curves, tables, figures, report, all
+        assert job_counts(out)["total"] == 11  # + params, curves, combined curves, tables, figures, report, all
 
         raw = yaml.safe_load(original)  # a main run's setting: that run and its grid children
         raw["runs"]["mnist-cpl-pcn"] = {"train": {"lr": 0.002}}
@@ -109,7 +110,7 @@ def test_config_changes_rerun_only_affected_jobs(smoke: SimpleNamespace) -> None
 def test_snakemake_report_gathers_tables_and_figures(smoke: SimpleNamespace) -> None:
     sh(smoke.repo, "snakemake", "all", *SMOKE, "--report", "results/report.html")
     html = (smoke.repo / "results/report.html").read_text(errors="replace")
-    for name in ("table1.csv", "table_d5.md", "fig10.png", "fig16.png", "README.md"):
+    for name in ("table1.csv", "table_d5.md", "fig10.png", "fig16.png", "README.md", "training_curves.png"):
         assert name in html, name
     # one caption per figure: the paper's caption and what was reproduced
     for caption in ("Figure 10 (paper, App. D.2)", "Figure 16 (paper, App. D.9)", "z_particles ablation grid"):

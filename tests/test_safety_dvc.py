@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FILES = ["ddeqs", "Snakefile", "workflow", "params", "profiles", "environment.yml", "dvc.yaml", "params.yaml",
-         ".gitignore", ".dvcignore"]
+         ".gitignore", ".dvcignore", "scripts"]
 
 EARLIER = {  # one file in every folder dvc.yaml declares, for both profiles, plus prepared data
     "data/processed/digits/train.npz": b"prepared digits",
@@ -38,7 +38,7 @@ def _env(path_first: Path | None = None) -> dict[str, str]:
     return e
 
 
-def _repo(tmp: Path, env: dict[str, str], smoke_subset: bool = False) -> Path:
+def _repo(tmp: Path, env: dict[str, str], smoke_subset: bool = False, earlier: bool = True) -> Path:
     wf = tmp / "wf"
     wf.mkdir()
     for name in FILES:
@@ -56,9 +56,10 @@ def _repo(tmp: Path, env: dict[str, str], smoke_subset: bool = False) -> Path:
         (wf / "params/smoke.yaml").write_text(yaml.safe_dump(smoke, sort_keys=False))
     run("git", "init", "-q")
     run(str(BIN / "dvc"), "init", "-q")
+    shutil.copy(REPO / ".dvc/config", wf / ".dvc/config")  # the project's remote: ../ddeqs-dvc-storage
     run("git", "add", "-A")
     run("git", "commit", "-qm", "workflow")
-    for rel, data in EARLIER.items():
+    for rel, data in EARLIER.items() if earlier else ():
         (wf / rel).parent.mkdir(parents=True, exist_ok=True)
         (wf / rel).write_bytes(data)
     return wf
@@ -127,3 +128,80 @@ def test_profile_mismatch_is_refused(tmp_path: Path) -> None:
                            "--config", "dvc_profile=paper"], cwd=wf, env=env, capture_output=True, text=True)
     assert proc.returncode != 0
     assert "dvc exp run -S profile=smoke -S config=params/smoke.yaml" in proc.stdout + proc.stderr
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+
+
+@pytest.mark.slow
+def test_snapshot_push_pull_restore_has_nothing_to_recompute(tmp_path: Path) -> None:
+    """The DVC story of docs/pipeline.md end to end: train (a one-run smoke slice), `make dvc-snapshot`
+    (scripts/dvc_snapshot.py save), commit, `dvc push` to the project's default local remote (a
+    folder next to the repository, here inside tmp_path); a failing `dvc exp run` then removes
+    nothing; a second clone gets everything with `dvc pull` + `make dvc-restore`, and Snakemake has
+    nothing to recompute there. Without the restore's `--touch`, the clone would retrain."""
+    env = _env()
+    wf = _repo(tmp_path, env, smoke_subset=True, earlier=False)
+    run = lambda cwd, *a: subprocess.run(a, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)  # noqa: E731
+    smk = [str(BIN / "snakemake"), "--profile", "profiles/local", "--configfile", "params/smoke.yaml"]
+    # what the one-run slice can complete (paper_figures needs runs the slice does not train)
+    targets = ["main_runs", "results/smoke/summary.json", "results/smoke/claims.md",
+               "results/smoke/plots/training_curves.png", "results/smoke/figures/fig16.png"]
+    proc = run(wf, *smk, "--cores", "2", *targets)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (wf / "results/mlflow/mlflow.db").is_file()
+    results = _tree(wf / "results/smoke")
+    # the DVC plot: one image, so the page has no Vega <script> (nothing from a CDN); epochs from 1
+    # (params.yaml names the paper profile: a plain-snakemake smoke result is shown by its path)
+    plots = run(wf, str(BIN / "dvc"), "plots", "show", "-o", str(tmp_path / "dvc_plots"),
+                "results/smoke/plots/training_curves.png")
+    assert plots.returncode == 0, plots.stdout + plots.stderr
+    html = (tmp_path / "dvc_plots/index.html").read_text()
+    assert "<img" in html and "training_curves" in html and "<script" not in html
+    assert (wf / "results/smoke/plots/mnist-cls-pointnet.csv").read_text().splitlines()[1].startswith("1,")
+
+    snap = run(wf, sys.executable, "scripts/dvc_snapshot.py", "save", "smoke")
+    assert snap.returncode == 0, snap.stdout + snap.stderr
+    assert (wf / "snapshots/smoke.dvc").is_file()
+    assert _tree(wf / "results/smoke") == results  # saving reads only
+    for cmd in (["git", "add", "snapshots/smoke.dvc", "snapshots/.gitignore"], ["git", "commit", "-qm", "snapshot"],
+                [str(BIN / "dvc"), "push"]):
+        proc = run(wf, *cmd)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "ddeqs-dvc-storage").is_dir()  # the default remote of .dvc/config
+
+    # issue 16: with the snapshot tracked, a failing `dvc exp run` still removes nothing
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    (stub / "snakemake").write_text("#!/bin/sh\nexit 1\n")
+    (stub / "snakemake").chmod(0o755)
+    snapshot = _tree(wf / "snapshots/smoke")
+    proc = subprocess.run([str(BIN / "dvc"), "exp", "run", "-S", "profile=smoke", "-S", "config=params/smoke.yaml"],
+                          cwd=wf, env=_env(stub), capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert _tree(wf / "results/smoke") == results and _tree(wf / "snapshots/smoke") == snapshot
+
+    # a second clone: git clone, dvc pull; before the restore Snakemake would retrain
+    proc = run(tmp_path, "git", "clone", "-q", str(wf), "clone")
+    clone = tmp_path / "clone"
+    proc = run(clone, str(BIN / "dvc"), "pull")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "mnist-cls-pointnet" in run(clone, *smk, "-n", *targets).stdout
+    restore = run(clone, sys.executable, "scripts/dvc_snapshot.py", "restore", "smoke")
+    assert restore.returncode == 0, restore.stdout + restore.stderr
+    restored = _tree(clone / "results/smoke")
+    assert all(restored.get(k) == v for k, v in results.items() if not k.endswith(".ddeqs.lock")), (
+        sorted(k for k, v in results.items() if restored.get(k) != v))
+    assert _tree(clone / "data/processed") == _tree(wf / "data/processed")
+    assert (clone / "results/mlflow/mlflow.db").read_bytes() != b""
+    dry = run(clone, *smk, "-n", *targets)
+    assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
+
+    # restoring never overwrites: a file with other content stops it before anything is written
+    (clone / "results/smoke/summary.json").write_text("{}")
+    (clone / "results/smoke/claims.md").unlink()
+    again = run(clone, sys.executable, "scripts/dvc_snapshot.py", "restore", "smoke")
+    assert again.returncode != 0 and "results/smoke/summary.json" in again.stderr
+    assert (clone / "results/smoke/summary.json").read_text() == "{}"
+    assert not (clone / "results/smoke/claims.md").exists()

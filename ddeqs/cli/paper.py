@@ -122,13 +122,19 @@ def flow_handler(args: argparse.Namespace) -> int:
     return 0
 
 
-def _setup(args: argparse.Namespace):
+# Figures drawn from the MMD flow alone (App. D.9): they read no run folder.
+RUNLESS_FIGURES = frozenset({"fig16", "fig17"})
+
+
+def _setup(args: argparse.Namespace, need_runs: bool = True):
     from ddeqs.paper.runs import RunStore, make_context
 
     from ddeqs.errors import DataError
 
     ctx = make_context(args.profile, args.roles, args.config)
     store = RunStore(args.runs, strict=args.strict, ctx=ctx)
+    if not need_runs:  # e.g. the flow figures, which Snakemake may start before any training
+        return store, ctx
     if not store.root.is_dir():
         raise DataError(f"runs folder {store.root} does not exist; pass --runs results/<profile>/runs "
                         f"(e.g. results/{ctx.profile}/runs)")
@@ -202,7 +208,8 @@ def _tables(args: argparse.Namespace) -> int:
 
 
 def _figures(args: argparse.Namespace) -> int:
-    store, ctx = _setup(args)
+    only = _split(args.only)
+    store, ctx = _setup(args, need_runs=not only or not set(only) <= RUNLESS_FIGURES)
     _do_figures(store, ctx, args)
     return 0
 

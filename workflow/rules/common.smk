@@ -121,17 +121,27 @@ def figure_outputs(figs):
 
 
 def write_curve(history_json, out_csv, log_file):
-    """history.json (per-epoch dicts) -> CSV with one row per epoch and its scalar columns."""
+    """history.json (per-epoch dicts) -> CSV with one row per epoch (from 1) and its scalar columns."""
     import csv
     import json
 
     rows = json.loads(Path(history_json).read_text()).get("epochs", [])
+    # history.json counts epochs from 0; MLflow logs epoch e at step e + 1: the CSV counts like MLflow
+    rows = [{**r, "epoch": r["epoch"] + 1} if isinstance(r.get("epoch"), int) else r for r in rows]
     keys = list(dict.fromkeys(k for r in rows for k, v in r.items() if not isinstance(v, (list, dict))))
     with open(out_csv, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys or ["epoch"], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     Path(log_file).write_text(f"{len(rows)} epochs -> {out_csv}\n")
+
+
+def write_training_curves(csvs, out_png, log_file):
+    """Every run's training curve in one figure (ddeqs.paper.curves): the DVC plot."""
+    from ddeqs.paper.curves import plot_training_curves
+
+    plot_training_curves(csvs, out_png, title=f"Training loss per epoch, {config['profile']} configuration")
+    Path(log_file).write_text(f"{len(csvs)} runs -> {out_png}\n")
 
 
 # Snakemake's YAML reader keeps the last of two equal keys silently: re-read the files strictly.

@@ -117,4 +117,5 @@ PAPER_OUTPUTS = [
     *rules.paper_report.output,
     *rules.paper_claims.output,
     *expand(f"{ROOT}/plots/{{run}}.csv", run=list(RUNS)),
+    *rules.training_curves.output,
 ]

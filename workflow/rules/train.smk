@@ -56,3 +56,18 @@ rule training_curve:
     localrule: True
     run:
         write_curve(input[0], output[0], log[0])
+
+
+rule training_curves:
+    """Training loss of every run in one figure, epochs from 1 (ddeqs.paper.curves): the DVC plot
+    (a static PNG, readable offline) and a report figure."""
+    input:
+        expand(f"{ROOT}/plots/{{run}}.csv", run=list(RUNS)),
+    output:
+        report(f"{ROOT}/plots/training_curves.png", caption="../report/figures/training_curves.rst",
+               category="Figures", subcategory="training curves"),
+    log:
+        f"{ROOT}/logs/plots/training_curves.log",
+    localrule: True
+    run:
+        write_training_curves(list(input), output[0], log[0])
