@@ -91,3 +91,13 @@ def test_flat_keys_are_valid_keys():
     flat = ExperimentConfig().flat()
     keys = set(valid_keys())
     assert flat and set(flat) <= keys
+
+
+def test_cpu_ddeq_configs_evaluate_at_their_training_iterations() -> None:
+    """A DDEQ evaluated past the iterations it was trained with runs a flow that has not converged and
+    amplifies rounding, so predictions depend on batch-mates (docs/model.md, batch composition)."""
+    from pathlib import Path
+
+    params = Path(__file__).resolve().parents[1] / "params"
+    cfg = load_config(params / "digits-ddeq.yaml")
+    assert cfg.solver.eval_iters in (None, cfg.solver.iters)
