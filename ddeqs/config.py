@@ -178,6 +178,10 @@ class TrainConfig(_Strict):
     eval_every: int = Field(
         0, ge=0, description="also evaluate on the test split every N epochs (history.json test_*; 0: only at the end)"
     )
+    eval_init: bool = Field(
+        False, description="also evaluate the initial model on the test split (metrics.json 'init'): the baseline "
+        "against which a completion's W2 is 'well below its value at initialisation'"
+    )
     quiet: bool = Field(False, description="no progress bars (pipelines)")
 
     @field_validator("milestones")

@@ -443,3 +443,20 @@ def test_completion_with_fresh_partials_and_noise_resumes_to_identical_metrics(t
                      "data.noise=0.2", "train.batch_size=8", "data.redraw_partial=false")
     other = train_run(fixed, tmp_path / "fixed", source=default_source(fixed))
     assert other["test"]["mmd2"] != ref["test"]["mmd2"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["ddeq", "pcn"])
+def test_eval_init_records_the_untrained_model_without_changing_training(tmp_path: Path, model: str) -> None:
+    """train.eval_init evaluates the untrained model (metrics.json 'init'); training is unchanged by it."""
+    base = ["train.epochs=2", "train.lr=0.01"]
+    plain = train_run(tiny_cfg("completion", model, *base), tmp_path / "plain", source=make_source("completion", n_test=20))
+    with_init = train_run(tiny_cfg("completion", model, *base, "train.eval_init=true"), tmp_path / "init",
+                          source=make_source("completion", n_test=20))
+    assert plain["init"] is None
+    init, test = with_init["init"], with_init["test"]
+    assert init["n"] == test["n"] == 20 and np.isfinite(init["w2_free"]) and np.isfinite(init["mmd2"])
+    assert init["mmd2"] != test["mmd2"]  # the trained model differs from the initial one
+    for k in ("mmd2", "w2_free", "chamfer"):  # the evaluation drew from a forked RNG: same training
+        assert with_init["test"][k] == plain["test"][k], k
+    assert json.loads((tmp_path / "init" / "metrics.json").read_text())["init"]["w2_free"] == init["w2_free"]

@@ -193,6 +193,7 @@ def _train_locked(cfg: ExperimentConfig, out_dir: Path, work: Path, *, source: D
     fingerprint = config_fingerprint(cfg)
     state = load_checkpoint(work, fingerprint, log)
     start_epoch, step = 0, 0
+    init_metrics: dict[str, Any] | None = None
     history: list[dict[str, Any]] = []
     epoch_seconds: list[float] = []
     mlflow_id = None
@@ -206,6 +207,7 @@ def _train_locked(cfg: ExperimentConfig, out_dir: Path, work: Path, *, source: D
         start_epoch, step = int(state["epoch"]), int(state["step"])
         history, epoch_seconds = list(state["history"]), list(state["epoch_seconds"])
         mlflow_id = state.get("mlflow_run_id")
+        init_metrics = state.get("init_metrics")
         log(f"ddeqs: resuming {run_name} from its checkpoint after epoch {start_epoch} of {cfg.train.epochs} ({work})")
 
     from ddeqs.tracking import open_tracker
@@ -222,6 +224,12 @@ def _train_locked(cfg: ExperimentConfig, out_dir: Path, work: Path, *, source: D
     epochs = cfg.train.epochs
     status = "FAILED"
     try:
+        if cfg.train.eval_init and init_metrics is None:
+            # the untrained model on the test split; evaluation draws its randomness from a forked RNG,
+            # so training (and a resumed training) is the same with or without this
+            init_metrics = evaluate_model(model, test_loader, cfg, device, quiet=quiet, desc="test (init)").metrics
+            tracker.log_metrics({f"init_{k}": v for k, v in init_metrics.items() if k != "n"}, step=0)
+            log(f"{run_name}: at initialisation: " + _metric_text(init_metrics))
         for epoch in range(start_epoch, epochs):
             seed_epoch(cfg.seed, epoch, train_loader)
             model.train()
@@ -303,6 +311,7 @@ def _train_locked(cfg: ExperimentConfig, out_dir: Path, work: Path, *, source: D
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                 "rng": pack_rng(rng_state(train_loader)), "diagnostics": diag.state_dict(),
                 "history": history, "epoch_seconds": epoch_seconds, "mlflow_run_id": tracker.run_id,
+                "init_metrics": init_metrics,
             })
             log(_epoch_line(run_name, entry, epochs))
 
@@ -322,6 +331,7 @@ def _train_locked(cfg: ExperimentConfig, out_dir: Path, work: Path, *, source: D
             "mlflow_experiment_id": tracker.experiment_id,
             "dataset_sha256": getattr(info, "sha256", None), "config_flat": cfg.flat(),
             "train": {"loss": history[-1]["train_loss"] if history else None}, "test": result.metrics,
+            "init": init_metrics,
         }
         # metrics.json marks a finished run: it goes first and comes back last, and side files of an
         # earlier run in this folder that this run did not write are removed, so that figures are
@@ -370,8 +380,12 @@ def _epoch_line(name: str, e: dict[str, Any], epochs: int) -> str:
     return ", ".join(parts)
 
 
+def _metric_text(t: dict[str, Any]) -> str:
+    """The headline test metrics of either task, with standard errors, on one line."""
+    keys = ["accuracy", "cross_entropy", "mmd2", "w2_free", "ot_full", "chamfer"]
+    return ", ".join(f"{k} {t[k]:.4g} ± {t[k + '_se']:.2g}" for k in keys if k in t)
+
+
 def _final_line(name: str, m: dict[str, Any]) -> str:
     t = m["test"]
-    keys = ["accuracy", "cross_entropy"] if m["task"] == "classification" else ["mmd2", "w2_free", "ot_full", "chamfer"]
-    shown = ", ".join(f"{k} {t[k]:.4g} ± {t[k + '_se']:.2g}" for k in keys if k in t)
-    return f"{name}: test ({t.get('n')} samples): {shown}"
+    return f"{name}: test ({t.get('n')} samples): {_metric_text(t)}"
