@@ -63,13 +63,14 @@ def test_bench_train_default_settings_on_digits(tmp_path: Path, digits_params: P
     assert [ln.split()[0] for ln in table] == DEFAULT_SETTINGS  # one row per setting, in order
     assert "CPU:" in text and "accuracy ± s.e." in text
     data = json.loads(js.read_text())
-    for key in ("cpu", "device", "task", "reference", "metrics", "settings", "params", "overrides", "epochs"):
+    for key in ("cpu", "cores", "device", "task", "reference", "metrics", "settings", "params", "overrides", "epochs"):
         assert key in data, key
     assert data["reference"] == "plain" and data["metrics"] == ["accuracy"]
     rows = {r["name"]: r for r in data["settings"]}
     assert list(rows) == DEFAULT_SETTINGS
     for r in rows.values():
-        for key in ("train_seconds", "eval_seconds", "inner_iters", "test", "time_ratio", "run_dir", "overrides"):
+        for key in ("train_seconds", "eval_seconds", "inner_iters", "test", "time_ratio", "run_dir", "overrides",
+                    "load_avg"):
             assert key in r, key
         assert 0.0 <= r["test"]["accuracy"] <= 1.0 and r["test"]["accuracy_se"] >= 0 and r["test"]["n"] == 32
         run = Path(r["run_dir"])  # a normal run folder

@@ -4,10 +4,18 @@ The same run configuration (``--params`` + ``--set``) is trained once per **sett
 extra ``--set`` overrides), one after the other, each through the normal training path
 (:func:`ddeqs.training.train_run`) into its own run folder ``OUT/<name>``, so every run folder is
 an ordinary one (``metrics.json``, ``history.json``, ``model.pt``, ...). Per setting the table
-reports the wall time of training (sum of ``metrics.json`` ``epoch_seconds``), of the final test
-evaluation and file writing (the rest of :func:`train_run`'s wall time), the inner iterations run
+reports the wall time of training (sum of ``metrics.json`` ``epoch_seconds``), of the rest of
+:func:`train_run` (``eval_seconds``: mostly the final test evaluation, plus setup, data loading
+and writing the run folder; the first setting also pays one-off warm-up), the inner iterations run
 per training step (mean over steps, from ``history.json``), the test metric with its standard
-error, and the training-time ratio to the first setting (the reference).
+error, and the training-time ratio to the first setting (the reference). Inner iterations of
+the evaluation solves are not counted; their cost shows in the evaluation seconds.
+
+The settings train one after the other, not interleaved as in ``ddeqs bench step``: on a shared
+machine whose speed drifts, the seconds (and the ratio) move with the load, while inner
+iterations and test metrics do not. The 1-minute load average before and after each run is
+printed next to it (above the number of cores: other work shared them). Quote times from a quiet
+machine, or rerun and compare.
 
 Named presets (``PRESETS``), relative to the configuration's ``solver.iters`` = N:
 
@@ -117,9 +125,20 @@ class TrainBenchRow:
     test: dict[str, float]
     time_ratio: float = 1.0
     solver: dict[str, Any] = field(default_factory=dict)
+    load_avg: list[float] | None = None  # 1-minute load average of the machine before and after the run
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _load() -> float | None:
+    """1-minute load average (None where the OS has none): shows other work sharing the cores."""
+    import os
+
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def _mean_inner_iters(history: list[dict[str, Any]]) -> float | None:
@@ -156,9 +175,11 @@ def run_train_bench(
     for s, cfg in zip(settings, cfgs):
         run_dir = out / s.name
         kw = {"log": log} if log is not None else {}
+        load0 = _load()
         t0 = time.perf_counter()
         metrics = train_run(cfg, run_dir, quiet=quiet, **kw)
         total = time.perf_counter() - t0
+        load1 = _load()
         history = read_json(run_dir / "history.json")["epochs"]
         train_s = float(sum(metrics["epoch_seconds"]))
         sv = cfg.solver
@@ -171,6 +192,7 @@ def run_train_bench(
                     "eval_momentum": sv.momentum if sv.eval_momentum is None else sv.eval_momentum,
                     "eval_objective_ratio": (sv.objective_ratio if sv.eval_objective_ratio is None
                                              else sv.eval_objective_ratio)},
+            load_avg=None if load0 is None or load1 is None else [load0, load1],
         ))
     ref = rows[0].train_seconds
     for r in rows:

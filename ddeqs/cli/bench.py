@@ -259,22 +259,28 @@ def train_cmd(args: argparse.Namespace) -> int:
     rows = run_train_bench(args.params, args.overrides, settings, args.out, quiet=not args.progress)
     cols = metric_columns(base.task)
     fmt = {"accuracy": ".4f", "w2_free": ".4g", "mmd2": ".3e"}
-    head = (f"{'setting':<16} {'train s':>9} {'eval s':>8} {'inner it/step':>13} "
-            + " ".join(f"{c + ' ± s.e.':>22}" for c in cols) + f" {'time ratio':>10}")
+    head = (f"{'setting':<16} {'train s':>9} {'eval+setup s':>12} {'inner it/step':>13} "
+            + " ".join(f"{c + ' ± s.e.':>22}" for c in cols) + f" {'time ratio':>10} {'load before/after':>17}")
     print(head)
     for r in rows:
         it = "n/a" if r.inner_iters is None else f"{r.inner_iters:.1f}"
         vals = " ".join(f"{_pm(r.test.get(c), r.test.get(c + '_se'), fmt[c]):>22}" for c in cols)
-        print(f"{r.name:<16} {r.train_seconds:>9.1f} {r.eval_seconds:>8.1f} {it:>13} {vals} {r.time_ratio:>10.2f}")
+        load = "n/a" if r.load_avg is None else f"{r.load_avg[0]:.1f} / {r.load_avg[1]:.1f}"
+        print(f"{r.name:<16} {r.train_seconds:>9.1f} {r.eval_seconds:>12.1f} {it:>13} {vals} {r.time_ratio:>10.2f} "
+              f"{load:>17}")
     for r in rows:
         print(f"  {r.name}: {' '.join(r.overrides) or '(no overrides)'} -> {r.run_dir}")
     device = rows[0].device
-    print(f"device {device}, torch threads {base.train.threads or torch.get_num_threads()}, CPU: {cpu}; "
-          f"time ratio = training wall time / that of {rows[0].name!r}")
+    import os
+
+    print(f"device {device}, torch threads {base.train.threads or torch.get_num_threads()}, CPU: {cpu} "
+          f"({os.cpu_count()} cores); time ratio = training wall time / that of {rows[0].name!r}; "
+          "settings ran one after the other: a load above the core count means other work shared the cores")
     if args.json_out:
         _write_json(args.json_out, {
             "params": args.params, "overrides": args.overrides, "task": base.task, "model": base.model.name,
-            "dataset": base.data.dataset, "epochs": base.train.epochs, "cpu": cpu, "device": device,
+            "dataset": base.data.dataset, "epochs": base.train.epochs, "cpu": cpu, "cores": os.cpu_count(),
+            "device": device,
             "torch_version": torch.__version__, "reference": rows[0].name, "metrics": cols,
             "settings": [r.as_dict() for r in rows],
         })
