@@ -12,7 +12,7 @@ DEMO_RESULTS := $(RESULTS)/smoke
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 
-.PHONY: install test test-fast demo paper clean-results lint mlflow-screenshot dvc-snapshot dvc-restore
+.PHONY: install test test-fast demo paper clean-results lint mlflow-screenshot dvc-snapshot dvc-restore gpu-check
 
 install: $(STAMP)
 
@@ -34,6 +34,12 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# On a machine with a CUDA GPU (<= 8 minutes): CUDA tests, bench step fast vs naive at batch 64 and 200
+# iterations, a short digits training on cuda, the MNIST-pc-partial epoch estimate; report in $$OUT
+# or results/gpu-check/ (docs/benchmarks.md, "GPU"). Without CUDA it stops at once with one line.
+gpu-check: $(STAMP)
+	$(PY) -m ddeqs.bench.gpu_check
 
 demo: $(STAMP)
 	DDEQS_CLAIMS_SUMMARY=0 $(VENV)/bin/snakemake --profile profiles/local --configfile params/smoke.yaml --cores 2 all

@@ -135,6 +135,12 @@ class SolverConfig(_Strict):
         0.0, ge=0.0, lt=1.0,
         description="stop a sample once its objective is at most this times its value at Z0 (relative objective; 0: off)",
     )
+    eval_momentum: float | None = Field(
+        None, ge=0.0, lt=1.0, description="solver.momentum at evaluation (default: solver.momentum); nesterov is shared",
+    )
+    eval_objective_ratio: float | None = Field(
+        None, ge=0.0, lt=1.0, description="solver.objective_ratio at evaluation (default: solver.objective_ratio)",
+    )
     grad_steps: int = Field(1, ge=1, description="phantom gradient steps (torchdeq 'grad')")
     tau: float = Field(1.0, gt=0.0, le=1.0, description="phantom gradient damping (torchdeq 'tau')")
     compile: bool = Field(False, description="torch.compile the inner step (GPU)")

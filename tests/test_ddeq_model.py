@@ -226,3 +226,26 @@ def test_info_model_cli(capsys):
                      "--set", "model.z_dim=32", "--set", "model.heads=4"]) == 0
     assert "coupling" in capsys.readouterr().out
     assert cli_main(["info", "model", "--set", "model.nope=1"]) == 2
+
+
+def test_eval_momentum_and_ratio_apply_in_eval_mode_only():
+    """``solver.eval_momentum`` / ``eval_objective_ratio`` change the evaluation solve and leave training's alone."""
+    x, m = _batch(4)
+    sets = ["solver.iters=30"]
+    split = _model("completion", [*sets, "solver.eval_momentum=0.5", "solver.eval_objective_ratio=0.5"])
+    both = _model("completion", [*sets, "solver.momentum=0.5", "solver.objective_ratio=0.5"])
+    plain = _model("completion", sets)
+
+    def solve(model, train: bool):
+        model.train(train)
+        torch.manual_seed(7)
+        with torch.no_grad():
+            out = model(x, m)
+        return out.solver["objective"], out.points
+
+    for a, b in zip(solve(split, False), solve(both, False)):  # eval: the momentum + ratio solve
+        assert torch.equal(a, b)
+    for a, b in zip(solve(split, True), solve(plain, True)):  # training: plain descent, all 30 iterations
+        assert torch.equal(a, b)
+    assert solve(split, True)[0].shape[1] == 30
+    assert solve(split, False)[0].shape[1] < 30  # the ratio rule stopped the eval solve early

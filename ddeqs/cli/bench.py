@@ -1,4 +1,4 @@
-"""``ddeqs bench step|momentum|composition``: speed and memory of the DDEQ forward solver (figures, not tests).
+"""``ddeqs bench step|momentum|train|composition``: speed and memory of the DDEQ forward solver (figures, not tests).
 
 ``step``: median time of full training steps (inner WGF solve + phantom-gradient backward + Adam
 step) per implementation and iteration count, time per inner iteration, peak memory of the
@@ -12,6 +12,10 @@ range of the per-round ratios is printed with it.
 plain descent reaches after ``--iters`` iterations (paper: 200), and where the relative-objective
 stop ``solver.objective_ratio`` (set to the ratio plain descent reached) stops each setting.
 Default task: completion (on an untrained classifier, plain descent at step 5 does not converge).
+
+``train``: one run configuration trained once per solver setting (plain descent at its iterations,
+at a quarter of them, momentum with the ratio stop, momentum at evaluation only), each into a
+normal run folder: training wall time, inner iterations per step, test metric ± s.e., time ratio.
 
 ``composition``: on a trained DDEQ run, how far each test cloud's output moves when it is solved in a
 padded batch instead of alone (same Z0), in float32 and float64.
@@ -78,6 +82,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tol", type=float, default=0.0,
                    help="also run with the rate stopping rule solver.tol at this value (default 0: skip)")
     p.set_defaults(func=momentum_cmd)
+
+    p = sub.add_parser("train", help="train one configuration under several solver settings: time to accuracy",
+                       description=_train_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", metavar="FILE", help="run configuration YAML, as for ddeqs train (default: built-in defaults)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every setting, repeatable (e.g. --set train.epochs=2)")
+    p.add_argument("--setting", dest="settings", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
+                   help="a preset name (plain, plain-quarter, momentum, momentum-eval) or "
+                        "'NAME:key=value,key=value'; repeatable, in order, the first is the reference "
+                        "(default: plain plain-quarter momentum momentum-eval)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder of the run folders, one per setting (DIR/NAME)")
+    p.add_argument("--json", dest="json_out", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--progress", action="store_true", help="progress bars (default: one line per epoch)")
+    p.set_defaults(func=train_cmd)
 
     p = sub.add_parser("composition", help="does a trained DDEQ's output depend on its batch-mates? (float32 vs float64)",
                        description=_composition_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -209,6 +227,63 @@ def momentum_cmd(args: argparse.Namespace) -> int:
     if args.json_out:
         _write_json(args.json_out, {"target_mean": float(target.mean()), "iters": args.iters, "objective_ratio": ratio,
                                     "rows": [r.as_dict() for r in rows]})
+    return 0
+
+
+def _train_doc() -> str:
+    from ddeqs.bench import train
+
+    return (train.__doc__ or "").strip()
+
+
+def _pm(mean: float | None, se: float | None, fmt: str) -> str:
+    if mean is None:
+        return "n/a"
+    return f"{mean:{fmt}} ± {se:{fmt}}" if se is not None else f"{mean:{fmt}}"
+
+
+def train_cmd(args: argparse.Namespace) -> int:
+    from ddeqs.bench.machine import cpu_model
+    from ddeqs.bench.train import metric_columns, resolve_settings, run_train_bench
+    from ddeqs.config import load_config
+
+    base = load_config(args.params, args.overrides)
+    settings = resolve_settings(args.settings, base)
+    cpu = cpu_model()
+    import torch
+
+    print(f"ddeqs bench train: {args.params or 'built-in defaults'}"
+          f"{' ' + ' '.join(args.overrides) if args.overrides else ''}; task {base.task}, {base.model.name} on "
+          f"{base.data.dataset}, {base.train.epochs} epoch(s), solver.iters {base.solver.iters}; "
+          f"{len(settings)} settings, reference {settings[0].name!r}; CPU: {cpu}", flush=True)
+    rows = run_train_bench(args.params, args.overrides, settings, args.out, quiet=not args.progress)
+    cols = metric_columns(base.task)
+    fmt = {"accuracy": ".4f", "w2_free": ".4g", "mmd2": ".3e"}
+    head = (f"{'setting':<16} {'train s':>9} {'eval+setup s':>12} {'inner it/step':>13} "
+            + " ".join(f"{c + ' ± s.e.':>22}" for c in cols) + f" {'time ratio':>10} {'load before/after':>17}")
+    print(head)
+    for r in rows:
+        it = "n/a" if r.inner_iters is None else f"{r.inner_iters:.1f}"
+        vals = " ".join(f"{_pm(r.test.get(c), r.test.get(c + '_se'), fmt[c]):>22}" for c in cols)
+        load = "n/a" if r.load_avg is None else f"{r.load_avg[0]:.1f} / {r.load_avg[1]:.1f}"
+        print(f"{r.name:<16} {r.train_seconds:>9.1f} {r.eval_seconds:>12.1f} {it:>13} {vals} {r.time_ratio:>10.2f} "
+              f"{load:>17}")
+    for r in rows:
+        print(f"  {r.name}: {' '.join(r.overrides) or '(no overrides)'} -> {r.run_dir}")
+    device = rows[0].device
+    import os
+
+    print(f"device {device}, torch threads {base.train.threads or torch.get_num_threads()}, CPU: {cpu} "
+          f"({os.cpu_count()} cores); time ratio = training wall time / that of {rows[0].name!r}; "
+          "settings ran one after the other: a load above the core count means other work shared the cores")
+    if args.json_out:
+        _write_json(args.json_out, {
+            "params": args.params, "overrides": args.overrides, "task": base.task, "model": base.model.name,
+            "dataset": base.data.dataset, "epochs": base.train.epochs, "cpu": cpu, "cores": os.cpu_count(),
+            "device": device,
+            "torch_version": torch.__version__, "reference": rows[0].name, "metrics": cols,
+            "settings": [r.as_dict() for r in rows],
+        })
     return 0
 
 

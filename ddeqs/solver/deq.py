@@ -131,11 +131,20 @@ def solver_kwargs(
     movable: torch.Tensor,
     full_func: Callable[[torch.Tensor], torch.Tensor] | None = None,
     solve_func: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    training: bool = True,
 ) -> dict:
-    """``solver_kwargs`` for one ``deq(func, z0, solver_kwargs=...)`` call."""
+    """``solver_kwargs`` for one ``deq(func, z0, solver_kwargs=...)`` call.
+
+    ``training=False`` (eval mode): ``solver.eval_momentum`` / ``solver.eval_objective_ratio`` replace
+    ``solver.momentum`` / ``solver.objective_ratio`` where set (as ``eval_iters`` replaces ``iters``).
+    """
     if cfg.kind != "wgf":
         return dict(movable=movable)
+    momentum, ratio = cfg.momentum, cfg.objective_ratio
+    if not training:
+        momentum = cfg.momentum if cfg.eval_momentum is None else cfg.eval_momentum
+        ratio = cfg.objective_ratio if cfg.eval_objective_ratio is None else cfg.eval_objective_ratio
     return dict(
-        mask=mask, movable=movable, step=cfg.step, momentum=cfg.momentum, nesterov=cfg.nesterov,
-        objective_ratio=cfg.objective_ratio, impl=cfg.impl, full_func=full_func, solve_func=solve_func,
+        mask=mask, movable=movable, step=cfg.step, momentum=momentum, nesterov=cfg.nesterov,
+        objective_ratio=ratio, impl=cfg.impl, full_func=full_func, solve_func=solve_func,
     )

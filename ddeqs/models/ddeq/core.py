@@ -93,7 +93,7 @@ class DDEQCore(nn.Module):
         z0 = torch.where(z_mask.unsqueeze(-1), z0, torch.zeros((), dtype=z0.dtype, device=z0.device)).detach()
         naive = cfg.impl == "naive"
         solve_f = None if naive or cfg.kind != "wgf" else make_solve_func(self.fmap, ctx, z_mask, movable, cfg)
-        kwargs = solver_kwargs(cfg, z_mask, movable, full_f if naive else None, solve_f)
+        kwargs = solver_kwargs(cfg, z_mask, movable, full_f if naive else None, solve_f, training=self.training)
         z_out, info = self.deq(f, z0, solver_kwargs=kwargs)
         out = z_out[-1]
         z_star = info.get("z_star", out).detach()

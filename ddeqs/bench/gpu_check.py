@@ -1,0 +1,243 @@
+"""``make gpu-check`` (``python -m ddeqs.bench.gpu_check [--out DIR]``): the one command for a GPU machine.
+
+Bounded to :data:`BUDGET_S` (8 minutes) in all; each part runs in its own process with its own
+time limit (the rest of the budget at most) and its output goes to ``DIR/logs/``:
+
+1. the test suite's CUDA tests (``pytest -m cuda tests/test_cuda.py``): device placement, every
+   model's forward/backward on cuda, fast = naive inner solve on cuda;
+2. ``ddeqs bench step --device cuda``, fast vs naive, at the paper's batch 64 and 200 inner
+   iterations on the MNIST-pc-partial-shaped completion problem (with ``--check``: Z* of both);
+3. one short digits training on cuda (``params/digits-ddeq.yaml``, 2 epochs);
+4. the estimate of one MNIST-pc-partial training epoch at 200 inner iterations: the fast path's
+   median step time x ``ceil(60,000 training clouds / batch 64)`` = 938 steps, next to the paper's
+   Table 4 (3 h 01 per epoch on one H100) and the goal of 1/10 of it (18 min). The estimate counts
+   training steps only (no evaluation, no data loading) on synthetic clouds of :data:`POINTS` input
+   points (255 slots), about the size of an MNIST-pc cloud (MNIST digits have ~150 nonzero pixels
+   on average, batches pad to their largest cloud).
+
+Writes ``DIR/gpu-check.md`` and ``DIR/gpu-check.json`` (DIR: ``--out``, else ``$OUT``, else
+``results/gpu-check``) and exits 0 when every part passed, 1 otherwise (the report is written in
+both cases). Without CUDA it stops at once with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+BUDGET_S = 480.0  # 8 minutes for everything
+PAPER_TRAIN_CLOUDS = 60_000  # MNIST-pc training split (docs/data.md)
+PAPER_BATCH = 64
+PAPER_ITERS = 200
+PAPER_EPOCH_S = 3 * 3600 + 60  # Table 4: 3 h 01 per MNIST-pc-partial epoch at 200 iterations, one H100
+GOAL_EPOCH_S = PAPER_EPOCH_S / 10  # issue goal: 10x the paper (18 min 6 s)
+POINTS = 200  # input points of the synthetic clouds (ddeqs bench step's default)
+
+
+def cuda_unavailable_reason() -> str | None:
+    """None when a CUDA device can be used, else one line saying why not."""
+    try:
+        import torch
+    except ImportError as err:  # pragma: no cover - torch is a hard dependency
+        return f"torch cannot be imported ({err})"
+    if not torch.cuda.is_available():
+        built = torch.version.cuda
+        what = f"this torch {torch.__version__} is a CPU-only build" if built is None else (
+            f"torch {torch.__version__} (CUDA {built}) sees no GPU (driver missing or CUDA_VISIBLE_DEVICES empty)")
+        return f"gpu-check needs a CUDA GPU: {what}; run it on a machine with an NVIDIA GPU"
+    return None
+
+
+def epoch_estimate(step_seconds: float, train_clouds: int = PAPER_TRAIN_CLOUDS, batch: int = PAPER_BATCH) -> dict:
+    """Seconds of one training epoch from the median step time: ``ceil(train_clouds / batch)`` steps.
+
+    Also its ratio to the paper's 3 h 01 (Table 4) and whether it meets the goal (<= 1/10 of it).
+    """
+    steps = math.ceil(train_clouds / batch)
+    seconds = steps * step_seconds
+    return {"train_clouds": train_clouds, "batch": batch, "steps": steps, "step_seconds": step_seconds,
+            "epoch_seconds": seconds, "paper_epoch_seconds": PAPER_EPOCH_S, "speedup_vs_paper": PAPER_EPOCH_S / seconds,
+            "goal_epoch_seconds": GOAL_EPOCH_S, "meets_goal": seconds <= GOAL_EPOCH_S}
+
+
+def hms(seconds: float) -> str:
+    """``'3 h 01 min'`` / ``'17 min 40 s'`` / ``'42.0 s'``."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    if seconds >= 60:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{seconds:.1f} s"
+
+
+@dataclass
+class Part:
+    """One part of the check: its command, exit status (None: killed at its time limit) and wall time."""
+
+    name: str
+    command: list[str]
+    rc: int | None
+    seconds: float
+    limit_s: float
+    log: str
+    summary: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
+
+
+def run_part(name: str, command: list[str], limit_s: float, log_dir: Path) -> Part:
+    """Run ``command`` in its own process group, output to ``log_dir/<name>.log``; kill the group at ``limit_s``."""
+    log = log_dir / f"{name}.log"
+    t0 = time.perf_counter()
+    with log.open("w") as fh:
+        fh.write("$ " + " ".join(command) + "\n")
+        fh.flush()
+        proc = subprocess.Popen(command, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc: int | None = proc.wait(timeout=max(limit_s, 1.0))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # its own group: bench step's worker processes go too
+            proc.wait()
+            rc = None
+            fh.write(f"\n[gpu-check] killed after its time limit of {limit_s:.0f} s\n")
+    return Part(name, command, rc, time.perf_counter() - t0, limit_s, str(log))
+
+
+def _tail(path: str, n: int = 1) -> str:
+    lines = [ln for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+    return " / ".join(lines[-n:])
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def bench_summary(data: dict | None) -> tuple[dict, str]:
+    """``({impl: median step s}, one-line summary)`` of a ``bench step --json`` file."""
+    if not data:
+        return {}, "no results"
+    med = {r["spec"]["impl"]: r["median_step_s"] for r in data.get("results", [])}
+    parts = [f"{k} {v:.3f} s/step" for k, v in med.items()]
+    for iters, ratio in data.get("ratios", {}).items():
+        parts.append(f"naive/fast {ratio:.1f}x at {iters} iterations")
+    if "z_star_max_abs_diff" in data:
+        parts.append(f"Z* max |fast - naive| {data['z_star_max_abs_diff']:.1e} (float64)")
+    return med, ", ".join(parts)
+
+
+def write_report(out: Path, info: dict, parts: list[Part], estimate: dict | None) -> tuple[Path, Path]:
+    """``out/gpu-check.md`` and ``out/gpu-check.json``."""
+    js = out / "gpu-check.json"
+    js.write_text(json.dumps({**info, "parts": [p.as_dict() for p in parts], "epoch_estimate": estimate}, indent=2))
+    lines = [f"# gpu-check: {info['gpu']}", "",
+             f"torch {info['torch']} (CUDA {info['cuda']}), {info['date']}, commit {info['commit']}; "
+             f"budget {BUDGET_S:.0f} s, used {info['seconds']:.0f} s.", "",
+             "| part | result | seconds (limit) | details |", "|---|---|---|---|"]
+    for p in parts:
+        res = "passed" if p.ok else ("timed out" if p.rc is None else f"failed (exit {p.rc})")
+        lines.append(f"| {p.name} | {res} | {p.seconds:.0f} ({p.limit_s:.0f}) | {p.summary} |")
+    lines += ["", f"## Estimate: one MNIST-pc-partial epoch at {PAPER_ITERS} inner iterations, batch {PAPER_BATCH}", ""]
+    if estimate:
+        e = estimate
+        lines += [
+            f"{e['steps']} steps (ceil({e['train_clouds']:,} / {e['batch']})) x {e['step_seconds']:.3f} s "
+            f"(fast path, median training step, synthetic clouds of {POINTS} points) = **{hms(e['epoch_seconds'])}**; "
+            f"paper (Table 4, one H100): {hms(e['paper_epoch_seconds'])}, {e['speedup_vs_paper']:.1f}x; "
+            f"goal <= {hms(e['goal_epoch_seconds'])}: {'met' if e['meets_goal'] else 'not met'}.",
+            "", "Training steps only: no evaluation, no data loading; real batches pad to their largest cloud."]
+    else:
+        lines.append("No estimate: the bench step part gave no fast-path step time.")
+    md = out / "gpu-check.md"
+    md.write_text("\n".join(lines) + "\n")
+    return md, js
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ddeqs.bench.gpu_check", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=None, help="report folder (default: $OUT, else results/gpu-check)")
+    args = ap.parse_args(argv)
+    reason = cuda_unavailable_reason()
+    if reason:
+        print(reason, file=sys.stderr)
+        return 2
+    import torch
+
+    out = Path(args.out or os.environ.get("OUT") or "results/gpu-check")
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    py = sys.executable
+
+    def left(limit: float) -> float:
+        return min(limit, BUDGET_S - (time.perf_counter() - t_start))
+
+    parts: list[Part] = []
+    # 1. CUDA tests
+    p = run_part("cuda-tests", [py, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py"],
+                 left(120), logs)
+    p.summary = _tail(p.log)
+    parts.append(p)
+    # 2. bench step, fast vs naive, paper batch and iterations
+    step_json = out / "bench-step-completion.json"
+    p = run_part("bench-step", [py, "-m", "ddeqs", "bench", "step", "--task", "completion", "--dataset-shape", "mnist",
+                                "--batch", str(PAPER_BATCH), "--points", str(POINTS), "--iters", str(PAPER_ITERS),
+                                "--impl", "fast", "naive", "--device", "cuda", "--repeats", "3", "--warmup", "1",
+                                "--check", "--json", str(step_json)], left(200), logs)
+    med, p.summary = bench_summary(_read_json(step_json))
+    parts.append(p)
+    # 3. short digits training on cuda (the dataset is embedded: preparing it takes seconds)
+    run_dir = out / "digits-cls-cuda"
+    prep = run_part("digits-prepare", [py, "-m", "ddeqs", "data", "prepare", "digits"], left(60), logs)
+    if prep.ok:
+        p = run_part("digits-train", [py, "-m", "ddeqs", "train", "--params", "params/digits-ddeq.yaml",
+                                      "--set", "train.epochs=2", "--set", "train.device=cuda",
+                                      "--set", "tracking.enabled=false", "--out", str(run_dir), "--quiet"],
+                     left(150), logs)
+        m = _read_json(run_dir / "metrics.json")
+        if m:
+            t = m.get("test", {})
+            p.summary = (f"{m.get('device')}: {m.get('epochs')} epochs, {m.get('seconds_per_epoch', 0):.1f} s/epoch, "
+                         f"test accuracy {100 * t.get('accuracy', float('nan')):.1f} ± "
+                         f"{100 * t.get('accuracy_se', float('nan')):.1f} %")
+        else:
+            p.summary = _tail(p.log)
+    else:
+        p, prep.summary = prep, _tail(prep.log)
+    parts.append(p)
+    estimate = epoch_estimate(med["fast"]) if "fast" in med else None
+    info = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit(),
+            "seconds": time.perf_counter() - t_start, "budget_s": BUDGET_S}
+    md, js = write_report(out, info, parts, estimate)
+    print(md.read_text())
+    print(f"wrote {md} and {js}", file=sys.stderr)
+    return 0 if all(p.ok for p in parts) and estimate is not None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
