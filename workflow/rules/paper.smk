@@ -10,7 +10,7 @@ FLOW_FIGURES = ["fig16", "fig17"]  # the MMD flow of App. D.9: no training neede
 ALL_METRICS = metrics_of(list(RUNS))
 
 
-CONTEXT = f"--profile {config['profile']} --roles {ROLES_ARG}"
+CONTEXT = f"--profile {PLAN.profile} --roles {ROLES_ARG} {PLAN_ARGS}"
 CLAIMS_MD, CLAIMS_JSON = f"{ROOT}/claims.md", f"{ROOT}/claims.json"
 FLOW_PARTICLES = config.get("flow", {}).get("particles", 100)
 FLOW_ITERS = config.get("flow", {}).get("iters", 2000)
