@@ -2,9 +2,9 @@
 
 Run names: ``<role>-<task>-<model>`` (role ``mnist``/``modelnet``, task ``cls``/``cpl``,
 model ``ddeq``/``pointnet``/``pt``/``pcn``); ablations ``<main>--<grid>-<value>``.
-Which dataset plays a role and which configuration produced the runs (``paper`` or
-``smoke``) is a :class:`PaperContext`, read from arguments or a pipeline YAML with keys
-``profile`` and ``roles``.
+Which dataset plays a role, which configuration produced the runs (``paper`` or
+``smoke``) and which grid values it ran is a :class:`PaperContext`, read from arguments or the
+pipeline YAML the DAG ran with (its experiment plan, :mod:`ddeqs.plan`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from ddeqs.errors import DataError
+from ddeqs.paper import values as V
+from ddeqs.plan import Grid
 
 PROFILE_ROLES: dict[str, dict[str, str]] = {
     "paper": {"mnist": "mnist-pc", "modelnet": "modelnet40-s"},
@@ -35,12 +37,35 @@ ROLE_LABELS = {"mnist": "MNIST-pc", "modelnet": "ModelNet40-s"}
 MODEL_LABELS = {"ddeq": "DDEQ", "pointnet": "PointNet", "pt": "PT", "pcn": "PCN"}
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal grid values, a bool never equal to a number (``True`` is not ``1``)."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
 @dataclass
 class PaperContext:
-    """Which configuration produced the runs and which dataset plays each role."""
+    """Which configuration produced the runs, which dataset plays each role, and the grids of its plan
+    (``None``: no plan given, the tables show the grid values the paper reports)."""
 
     profile: str = "paper"
     roles: dict[str, str] = field(default_factory=lambda: dict(PROFILE_ROLES["paper"]))
+    grids: dict[str, Grid] | None = None
+
+    def grid_values(self, grid: str) -> list[Any]:
+        """Values of ``grid`` a table or figure shows: those the paper reports and those the plan
+        configures, each once, in ascending order when numeric (published values first otherwise)."""
+        configured = list(self.grids[grid].values) if self.grids and grid in self.grids else []
+        out: list[Any] = []
+        for v in (*V.PUBLISHED_GRIDS.get(grid, ()), *configured):
+            if not any(_same(v, w) for w in out):
+                out.append(v)
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in out):
+            out.sort(key=float)
+        return out
+
+    def plan_grids(self) -> dict[str, Grid]:
+        """The grids of the plan (empty without one), in the plan's order."""
+        return dict(self.grids or {})
 
     def dataset(self, role: str) -> str:
         return self.roles.get(role, PROFILE_ROLES["paper"].get(role, role))
@@ -66,32 +91,39 @@ def parse_roles(text: str) -> dict[str, str]:
 
 
 def make_context(
-    profile: str | None = None, roles: str | dict[str, str] | None = None, config: str | Path | None = None
+    profile: str | None = None, roles: str | dict[str, str] | None = None,
+    config: str | Path | list[str | Path] | None = None,
 ) -> PaperContext:
-    """Build the context: a pipeline YAML (keys ``profile``, ``roles``) first, then explicit arguments win.
+    """Build the context: the pipeline YAML(s) the DAG ran with (merged in order, as Snakemake merges
+    several ``--configfile``; a file with ``runs`` is validated as an experiment plan, whose grids the
+    tables and figures then show), then explicit arguments win.
 
     Without roles, the profile's default mapping is used (paper: MNIST-pc/ModelNet40-s,
     smoke: digits/shapes).
     """
-    cfg_profile, cfg_roles = None, None
+    cfg_profile, cfg_roles, cfg_grids = None, None, None
     if config is not None:
-        import yaml
+        from ddeqs.config import ConfigError
+        from ddeqs.plan import plan_from_dict, read_config
 
-        from ddeqs.config import safe_load_unique
-
-        path = Path(config)
-        if not path.is_file():
-            raise DataError(f"pipeline configuration not found: {path} (pass --config params/config.yaml or --profile)")
+        paths = [config] if isinstance(config, (str, Path)) else list(config)
+        where = ", ".join(map(str, paths))
+        for path in map(Path, paths):
+            if not path.is_file():
+                raise DataError(f"pipeline configuration not found: {path} (pass --config params/config.yaml or --profile)")
         try:
-            raw = safe_load_unique(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise DataError(f"{path} is not valid YAML: {err}") from None
-        if not isinstance(raw, dict):
-            raise DataError(f"{path}: expected a mapping with keys 'profile' and 'roles'")
-        cfg_profile = raw.get("profile")
-        cfg_roles = raw.get("roles")
+            raw = read_config(paths)
+            if "runs" in raw:  # a whole pipeline configuration: its experiment plan, validated
+                plan = plan_from_dict(raw, where)
+                cfg_profile, cfg_roles, cfg_grids = plan.profile, plan.roles, plan.grids
+            else:  # a file naming only the profile and its roles (and perhaps grids)
+                cfg_profile, cfg_roles = raw.get("profile"), raw.get("roles")
+                if raw.get("grids") is not None:
+                    cfg_grids = {str(k): Grid.model_validate(v) for k, v in raw["grids"].items()}
+        except (ConfigError, ValueError) as err:
+            raise DataError(f"{where}: {err}") from None
         if cfg_roles is not None and not isinstance(cfg_roles, dict):
-            raise DataError(f"{path}: 'roles' must map role -> dataset, e.g. {{mnist: mnist-pc, modelnet: modelnet40-s}}")
+            raise DataError(f"{where}: 'roles' must map role -> dataset, e.g. {{mnist: mnist-pc, modelnet: modelnet40-s}}")
     prof = profile or cfg_profile or "paper"
     if isinstance(roles, str):
         roles = parse_roles(roles)
@@ -102,7 +134,7 @@ def make_context(
     mapping = dict(PROFILE_ROLES.get(prof, PROFILE_ROLES["paper"]))
     mapping.update({str(k): str(v) for k, v in (cfg_roles or {}).items()})
     mapping.update(roles or {})
-    return PaperContext(profile=str(prof), roles=mapping)
+    return PaperContext(profile=str(prof), roles=mapping, grids=cfg_grids)
 
 
 def run_name(role: str, task: str, model: str) -> str:
