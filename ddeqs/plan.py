@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Iterable
@@ -26,14 +25,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from ddeqs.config import ConfigError, DatasetName, from_dict, safe_load_unique, suggest
+from ddeqs.record import MAIN_PATTERN, MODELS, TASKS, child_name, format_value, parse_name
 
-#: Task part of a run name -> ExperimentConfig ``task``.
-TASKS = {"cls": "classification", "cpl": "completion"}
-#: Model part of a run name -> ExperimentConfig ``model.name``.
-MODELS = {"ddeq": "ddeq", "pointnet": "pointnet", "pt": "point-transformer", "pcn": "pcn"}
-RUN_PATTERN = rf"^[a-z0-9]+-({'|'.join(TASKS)})-({'|'.join(MODELS)})$"
-RUN_RE = re.compile(rf"^(?P<role>[a-z0-9]+)-(?P<task>{'|'.join(TASKS)})-(?P<model>{'|'.join(MODELS)})$")
-
+RUN_PATTERN = MAIN_PATTERN
 GridValue = bool | int | float | str
 RoleName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+$")]
 RunName = Annotated[str, StringConstraints(pattern=RUN_PATTERN)]
@@ -130,7 +124,7 @@ class Plan(_Strict):
     @model_validator(mode="after")
     def _names_resolve(self) -> Plan:
         for name in self.runs:
-            role = RUN_RE.match(name).group("role")
+            role = parse_name(name).role
             if role not in self.roles:
                 raise ValueError(f"run {name!r}: role {role!r} is not a key of 'roles' ({', '.join(self.roles)})")
         for grid, spec in (self.grids or {}).items():
@@ -210,20 +204,6 @@ def load_plan(paths: str | Path | Iterable[str | Path]) -> Plan:
 # the run table
 
 
-def format_value(value: GridValue) -> str:
-    """Grid value as it appears in a run name: ``true``, ``0.05``, ``1`` (floats without a trailing .0)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return format(value, "g")
-    return str(value)
-
-
-def child_name(parent: str, grid: str, value: GridValue) -> str:
-    """Grid child run name: ``child_name('mnist-cpl-ddeq', 'noise', 0.05) == 'mnist-cpl-ddeq--noise-0.05'``."""
-    return f"{parent}--{grid}-{format_value(value)}"
-
-
 def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
     """``set_dotted(d, 'solver.iters', 50)``: ``d['solver']['iters'] = 50``, creating sections."""
     node = d
@@ -235,7 +215,8 @@ def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
 
 def main_run_fields(plan: Plan, name: str) -> dict[str, Any]:
     """The merged, not yet validated ExperimentConfig dict of main run ``name``."""
-    role, task, model = RUN_RE.match(name).group("role", "task", "model")
+    parsed = parse_name(name)
+    role, task, model = parsed.role, parsed.task, parsed.model
     raw = deep_merge(plan.defaults, getattr(plan.tasks, task, None) if plan.tasks else None)
     raw = deep_merge(raw, getattr(plan.models, model, None) if plan.models else None)
     raw = deep_merge(raw, plan.runs[name])

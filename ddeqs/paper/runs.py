@@ -21,6 +21,7 @@ import numpy as np
 from ddeqs.errors import DataError
 from ddeqs.paper import values as V
 from ddeqs.plan import Grid
+from ddeqs.record import child_name, main_name, parse_name
 
 PROFILE_ROLES: dict[str, dict[str, str]] = {
     "paper": {"mnist": "mnist-pc", "modelnet": "modelnet40-s"},
@@ -137,38 +138,11 @@ def make_context(
     return PaperContext(profile=str(prof), roles=mapping, grids=cfg_grids)
 
 
-def run_name(role: str, task: str, model: str) -> str:
-    """Main run name, e.g. ``run_name('mnist', 'cls', 'ddeq') == 'mnist-cls-ddeq'``."""
-    return f"{role}-{task}-{model}"
-
-
-def format_grid_value(value: Any) -> str:
-    """Canonical spelling of a grid value in a run name: ``True -> 'true'``, ``0.05 -> '0.05'``, ``1.0 -> '1'``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _spellings(value: Any) -> list[str]:
-    """Every spelling a pipeline may have used for a grid value (``0.2``: '0.2'; ``1.0``: '1', '1.0')."""
-    out = [format_grid_value(value)]
-    if isinstance(value, bool):
-        out += ["True" if value else "False", "1" if value else "0"]
-    elif isinstance(value, (int, float, np.integer, np.floating)):
-        f = float(value)
-        out += [str(f), repr(f), f"{f:.2f}"]
-        if f.is_integer():
-            out += [str(int(f))]
-    return list(dict.fromkeys(out))
-
-
-def ablation_name(main: str, grid: str, value: Any) -> str:
-    """Ablation run name, e.g. ``ablation_name('mnist-cpl-ddeq', 'noise', 0.05) == 'mnist-cpl-ddeq--noise-0.05'``."""
-    return f"{main}--{grid}-{format_grid_value(value)}"
+#: Run names are formatted and parsed by :mod:`ddeqs.record` only (the plan names the runs it
+#: schedules with the same functions): ``run_name('mnist', 'cls', 'ddeq') == 'mnist-cls-ddeq'``,
+#: ``ablation_name('mnist-cpl-ddeq', 'noise', 0.05) == 'mnist-cpl-ddeq--noise-0.05'``.
+run_name = main_name
+ablation_name = child_name
 
 
 def _nan() -> float:
@@ -279,7 +253,10 @@ class RunStore:
         """Why a run belongs to another profile (its dataset is not the role's), or None."""
         if self.ctx is None:
             return None
-        role = name.split("-", 1)[0]
+        try:
+            role = parse_name(name).role
+        except ValueError:
+            role = name.split("-", 1)[0]
         expected, found = self.ctx.roles.get(role), metrics.get("dataset")
         if expected is None or found is None or found == expected:
             return None
@@ -309,20 +286,15 @@ class RunStore:
         return run
 
     def ablation(self, main: str, grid: str, value: Any, fallback_main: bool = False) -> Run | None:
-        """The ablation run ``<main>--<grid>-<value>`` under any usual spelling of the value.
+        """The ablation run ``<main>--<grid>-<value>`` (the name :func:`ddeqs.record.child_name` gives).
 
         ``fallback_main``: when no ablation folder exists, use the main run (the grid value
         equals the main run's setting, e.g. noise 5 %, 200 iterations).
         """
-        for spelling in _spellings(value):
-            run = self.peek(f"{main}--{grid}-{spelling}")
-            if run is not None:
-                if run.name not in self.used:
-                    self.used.append(run.name)
-                return run
-        if fallback_main and self.peek(main) is not None:
+        name = child_name(main, grid, value)
+        if self.peek(name) is None and fallback_main and self.peek(main) is not None:
             return self.get(main)
-        return self.get(ablation_name(main, grid, value))
+        return self.get(name)
 
     def names(self) -> list[str]:
         """Every run folder that has a metrics.json."""

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ddeqs.paper import values as V
-from ddeqs.paper.runs import MODEL_LABELS, ROLE_LABELS, PaperContext, Run, RunStore, _spellings, ablation_name, run_name
-from ddeqs.plan import format_value
+from ddeqs.paper.runs import MODEL_LABELS, ROLE_LABELS, PaperContext, Run, RunStore, ablation_name, run_name
+from ddeqs.record import format_value, parse_name
 
 NAN = float("nan")
 NOT_REPORTED = "not reported"  # paper column of a cell the paper leaves empty (paper value NaN in the CSV)
@@ -135,11 +135,10 @@ GRID_KEYS = {
 
 
 def find_ablation(store: RunStore, main: str, grid: str, value: Any, fallback: bool = True) -> Run | None:
-    """Ablation run ``<main>--<grid>-<value>``; else (``fallback``) the main run when its
+    """Ablation run ``<main>--<grid>-<value>`` (named by :func:`ddeqs.record.child_name`); else (``fallback``) the main run when its
     ``config_flat`` has that grid value (e.g. noise 5 %, 200 iterations); else None (recorded missing)."""
-    for spelling in _spellings(value):
-        if store.peek(f"{main}--{grid}-{spelling}") is not None:
-            return store.get(f"{main}--{grid}-{spelling}")
+    if store.peek(ablation_name(main, grid, value)) is not None:
+        return store.get(ablation_name(main, grid, value))
     main_run = store.peek(main)
     if fallback and main_run is not None and _config_matches(main_run, GRID_KEYS.get(grid, ""), value):
         return store.get(main)
@@ -406,7 +405,7 @@ def table_grids(store: RunStore, ctx: PaperContext) -> Table:
     cols = [c[0] for c in GRID_COLUMNS] + ["runtime"]
     for grid, spec in ctx.plan_grids().items():
         for parent in spec.runs:
-            task, model = parent.split("-")[1:3]
+            task, model = parse_name(parent).task, parse_name(parent).model
             for value in spec.values:
                 row = f"{parent}, {grid} = {format_value(value)}"
                 rows.append(row)
