@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from ddeqs.config import ConfigError, DatasetName, from_dict, safe_load_unique, suggest
-from ddeqs.record import MAIN_PATTERN, MODELS, TASKS, child_name, format_value, parse_name
+from ddeqs.record import MAIN_PATTERN, MODELS, TASKS, child_name, parse_name
 
 RUN_PATTERN = MAIN_PATTERN
 GridValue = bool | int | float | str

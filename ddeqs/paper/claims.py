@@ -231,7 +231,7 @@ def epoch_seconds_se(run: Run | None) -> float:
     """Standard error of the median epoch time from ``epoch_seconds`` (``1.2533 sd / sqrt(n)``); NaN below 2 epochs."""
     if run is None:
         return float("nan")
-    t = [float(x) for x in (run.metrics.get("epoch_seconds") or []) if x is not None]
+    t = [float(x) for x in (run.record.epoch_seconds) if x is not None]
     if len(t) < 2:
         return float("nan")
     return 1.2533 * float(np.std(t, ddof=1)) / math.sqrt(len(t))
@@ -282,7 +282,7 @@ def check_cls_params(ev: Evidence) -> Outcome:
         for model in ("ddeq", "pointnet", "pt"):
             cell = ev.cell(f"table1/{role}/{model}/accuracy")
             run = ev.run_of(cell) if cell is not None else None
-            n = run.metrics.get("n_params") if run is not None else None
+            n = run.record.n_params if run is not None else None
             if n is None:
                 missing.append(run.name + " (no n_params)" if run is not None else run_name(role, "cls", model))
                 continue

@@ -21,7 +21,7 @@ import numpy as np
 from ddeqs.errors import DataError
 from ddeqs.paper import values as V
 from ddeqs.plan import Grid
-from ddeqs.record import child_name, main_name, parse_name
+from ddeqs.record import Metrics, child_name, main_name, parse_name
 
 PROFILE_ROLES: dict[str, dict[str, str]] = {
     "paper": {"mnist": "mnist-pc", "modelnet": "modelnet40-s"},
@@ -151,40 +151,32 @@ def _nan() -> float:
 
 @dataclass
 class Run:
-    """One finished run folder: its ``metrics.json`` and lazily read side files."""
+    """One finished run folder: its ``metrics.json`` (:class:`ddeqs.record.Metrics`) and lazily read side files."""
 
     name: str
     path: Path
-    metrics: dict[str, Any]
+    record: Metrics
 
     def test_metric(self, key: str) -> tuple[float, float, int | None]:
         """``(value, standard error, n)`` of a test metric; NaN where absent."""
-        test = self.metrics.get("test") or {}
-        value = test.get(key)
-        se = test.get(f"{key}_se")
-        n = test.get("n")
-        return (
-            float(value) if value is not None else _nan(),
-            float(se) if se is not None else _nan(),
-            int(n) if n is not None else None,
-        )
+        return self.record.test_metric(key)
 
     @property
     def seconds_per_epoch(self) -> float:
-        v = self.metrics.get("seconds_per_epoch")
+        v = self.record.seconds_per_epoch
         return float(v) if v is not None else _nan()
 
     @property
     def device(self) -> str:
-        return str(self.metrics.get("device") or "unknown device")
+        return str(self.record.device or "unknown device")
 
     @property
     def mlflow_run_id(self) -> str | None:
-        return self.metrics.get("mlflow_run_id")
+        return self.record.mlflow_run_id
 
     @property
     def dataset(self) -> str | None:
-        return self.metrics.get("dataset")
+        return self.record.dataset
 
     def json(self, filename: str) -> dict[str, Any] | None:
         """A JSON side file (``history.json``, ``diagnostics.json``), or None when absent."""
@@ -230,11 +222,9 @@ class RunStore:
         if not path.is_file():
             return None
         try:
-            metrics = json.loads(path.read_text())
-            if not isinstance(metrics, dict):
-                raise ValueError("top level is not an object")
-        except (ValueError, UnicodeDecodeError) as err:
-            msg = f"{path} is not valid metrics JSON ({err}); re-run the training rule for {name}"
+            metrics = Metrics.read(path)
+        except DataError as err:
+            msg = str(err)
             if self.strict:
                 raise DataError(msg) from None
             warnings.warn(msg, stacklevel=3)
@@ -247,9 +237,9 @@ class RunStore:
             warnings.warn(wrong, stacklevel=3)
             self.problems[name] = wrong
             return None
-        return Run(name=name, path=folder, metrics=metrics)
+        return Run(name=name, path=folder, record=metrics)
 
-    def _foreign(self, name: str, metrics: dict[str, Any]) -> str | None:
+    def _foreign(self, name: str, metrics: Metrics) -> str | None:
         """Why a run belongs to another profile (its dataset is not the role's), or None."""
         if self.ctx is None:
             return None
@@ -257,7 +247,7 @@ class RunStore:
             role = parse_name(name).role
         except ValueError:
             role = name.split("-", 1)[0]
-        expected, found = self.ctx.roles.get(role), metrics.get("dataset")
+        expected, found = self.ctx.roles.get(role), metrics.dataset
         if expected is None or found is None or found == expected:
             return None
         return (f"{self.root / name} was trained on {found!r}, but {self.ctx.describe()} uses {expected!r} for "

@@ -146,7 +146,7 @@ def find_ablation(store: RunStore, main: str, grid: str, value: Any, fallback: b
 
 
 def _config_matches(run: Run, key: str, value: Any) -> bool:
-    flat = run.metrics.get("config_flat") or {}
+    flat = run.record.config_flat
     if key not in flat:
         return False
     have = flat[key]
@@ -184,7 +184,7 @@ def stale_free_metric(run: Run, metric: str) -> bool:
     """True when ``metric`` is a free-particle metric (``w2_free``/``ot_free``) of a run evaluated before
     these compared with the missing part of the target: its ``metrics.json`` has ``<metric>`` but not
     ``<metric>_target`` (then ``<metric>`` was against the whole target). Re-run ``ddeqs evaluate``."""
-    test = run.metrics.get("test") or {}
+    test = run.record.test
     return metric in FREE_METRICS and metric in test and f"{metric}_target" not in test
 
 
@@ -227,8 +227,8 @@ def table1(store: RunStore, ctx: PaperContext) -> Table:
                 metric_cell("table1", row, col, run, name, "accuracy", V.TABLE1[role][m], "%",
                             f"table1/{role}/{m}/accuracy", scale=100.0, fmt="{:.1f}")
             )
-            if run is not None and run.metrics.get("n_params") is not None:
-                sizes.append(f"{name}: {int(run.metrics['n_params']):,} parameters")
+            if run is not None and run.record.n_params is not None:
+                sizes.append(f"{name}: {run.record.n_params:,} parameters")
     notes = ["Accuracy in percent ± standard error over test samples."]
     if sizes:
         notes.append("Measured sizes: " + "; ".join(sizes) + ".")

@@ -42,13 +42,13 @@ def figure_outputs(figs):
 
 
 def write_curve(history_json, out_csv, log_file):
-    """history.json (per-epoch dicts) -> CSV with one row per epoch (from 1) and its scalar columns."""
+    """history.json (ddeqs.record.History) -> CSV with one row per epoch (from 1) and its scalar columns."""
     import csv
-    import json
 
-    rows = json.loads(Path(history_json).read_text()).get("epochs", [])
+    from ddeqs.record import History
+
     # history.json counts epochs from 0; MLflow logs epoch e at step e + 1: the CSV counts like MLflow
-    rows = [{**r, "epoch": r["epoch"] + 1} if isinstance(r.get("epoch"), int) else r for r in rows]
+    rows = [{**e.to_json(), "epoch": e.epoch + 1} for e in History.read(history_json).epochs]
     keys = list(dict.fromkeys(k for r in rows for k, v in r.items() if not isinstance(v, (list, dict))))
     with open(out_csv, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys or ["epoch"], extrasaction="ignore")
