@@ -155,12 +155,17 @@ def test_context_and_names(tmp_path):
     assert fmt_seconds(3 * 3600 + 60) == "3h01m" and fmt_seconds(125) == "2m05s" and fmt_seconds(4.2) == "4.2 s"
 
 
-def test_alternative_value_spelling(tmp_path):
+def test_only_the_canonical_run_name_is_read(tmp_path):
+    """Run names have one spelling (ddeqs.record.child_name, the one the DAG writes): a folder under
+    another spelling is not the run, and the missing cell names the canonical folder."""
     root = make_runs(tmp_path / "runs")
+    t, _ = _tables(root)
+    assert summary(list(t.values()))["table2/ddeq/noise-0.2/w2"] == pytest.approx(0.36)
     (root / "mnist-cpl-ddeq--noise-0.2").rename(root / "mnist-cpl-ddeq--noise-0.20")
     t, _ = _tables(root)
-    assert t["table2"].cell("W2 (DDEQ)", "20%").runs == ["mnist-cpl-ddeq--noise-0.20"]
-    assert summary(list(t.values()))["table2/ddeq/noise-0.2/w2"] == pytest.approx(0.36)
+    cell = t["table2"].cell("W2 (DDEQ)", "20%")
+    assert cell.is_missing and cell.missing == ["mnist-cpl-ddeq--noise-0.2"]
+    assert "table2/ddeq/noise-0.2/w2" not in summary(list(t.values()))
 
 
 def test_report_lists_each_reading_with_the_recorded_settings(tmp_path):

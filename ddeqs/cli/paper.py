@@ -10,8 +10,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", default="results/paper/runs",
                    help="folder of run folders, results/<profile>/runs (default: results/paper/runs); "
                         "a missing or empty folder is an error")
-    p.add_argument("--config", default=None,
-                   help="pipeline YAML with keys 'profile' and 'roles' (e.g. params/smoke.yaml); flags below win")
+    p.add_argument("--config", default=None, action="append",
+                   help="pipeline YAML the runs were made with (e.g. params/smoke.yaml; repeat to merge several, "
+                        "as Snakemake merges --configfile): its profile, roles and grid values (a table column "
+                        "or figure point per configured value); flags below win")
     p.add_argument("--profile", default=None, help="configuration that produced the runs: paper or smoke (default: paper); another name needs --roles")
     p.add_argument("--roles", default=None, help="role=dataset pairs, e.g. mnist=digits,modelnet=shapes "
                                                  "(default: from the profile)")

@@ -97,9 +97,9 @@ def _recorded(reading: Reading, runs: Iterable[Run]) -> str:
     counts: Counter = Counter()
     legacy: Counter = Counter()
     for run in runs:
-        if reading.task is not None and run.metrics.get("task") != reading.task:
+        if reading.task is not None and run.record.task != reading.task:
             continue
-        flat = run.metrics.get("config_flat") or {}
+        flat = run.record.config_flat
         if reading.key in flat:
             counts[_show(flat[reading.key])] += 1
         else:

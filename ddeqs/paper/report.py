@@ -47,9 +47,9 @@ def _runs_section(store: RunStore, names: list[str], ui: str | None) -> list[str
         run = store.peek(name)
         if run is None:
             continue
-        link = mlflow_link(run.mlflow_run_id, run.metrics.get("mlflow_experiment_id"), ui)
+        link = mlflow_link(run.mlflow_run_id, run.record.mlflow_experiment_id, ui)
         ds = run.dataset or "?"
-        lines.append(f"- `{name}`: dataset {ds}, {run.device}, {run.metrics.get('epochs', '?')} epochs, MLflow {link}")
+        lines.append(f"- `{name}`: dataset {ds}, {run.device}, {run.record.epochs if run.record.epochs is not None else '?'} epochs, MLflow {link}")
     return lines
 
 

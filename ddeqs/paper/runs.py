@@ -2,9 +2,9 @@
 
 Run names: ``<role>-<task>-<model>`` (role ``mnist``/``modelnet``, task ``cls``/``cpl``,
 model ``ddeq``/``pointnet``/``pt``/``pcn``); ablations ``<main>--<grid>-<value>``.
-Which dataset plays a role and which configuration produced the runs (``paper`` or
-``smoke``) is a :class:`PaperContext`, read from arguments or a pipeline YAML with keys
-``profile`` and ``roles``.
+Which dataset plays a role, which configuration produced the runs (``paper`` or
+``smoke``) and which grid values it ran is a :class:`PaperContext`, read from arguments or the
+pipeline YAML the DAG ran with (its experiment plan, :mod:`ddeqs.plan`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from typing import Any, Iterable
 import numpy as np
 
 from ddeqs.errors import DataError
+from ddeqs.paper import values as V
+from ddeqs.plan import Grid
+from ddeqs.record import Metrics, child_name, main_name, parse_name
 
 PROFILE_ROLES: dict[str, dict[str, str]] = {
     "paper": {"mnist": "mnist-pc", "modelnet": "modelnet40-s"},
@@ -35,12 +38,35 @@ ROLE_LABELS = {"mnist": "MNIST-pc", "modelnet": "ModelNet40-s"}
 MODEL_LABELS = {"ddeq": "DDEQ", "pointnet": "PointNet", "pt": "PT", "pcn": "PCN"}
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal grid values, a bool never equal to a number (``True`` is not ``1``)."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
 @dataclass
 class PaperContext:
-    """Which configuration produced the runs and which dataset plays each role."""
+    """Which configuration produced the runs, which dataset plays each role, and the grids of its plan
+    (``None``: no plan given, the tables show the grid values the paper reports)."""
 
     profile: str = "paper"
     roles: dict[str, str] = field(default_factory=lambda: dict(PROFILE_ROLES["paper"]))
+    grids: dict[str, Grid] | None = None
+
+    def grid_values(self, grid: str) -> list[Any]:
+        """Values of ``grid`` a table or figure shows: those the paper reports and those the plan
+        configures, each once, in ascending order when numeric (published values first otherwise)."""
+        configured = list(self.grids[grid].values) if self.grids and grid in self.grids else []
+        out: list[Any] = []
+        for v in (*V.PUBLISHED_GRIDS.get(grid, ()), *configured):
+            if not any(_same(v, w) for w in out):
+                out.append(v)
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in out):
+            out.sort(key=float)
+        return out
+
+    def plan_grids(self) -> dict[str, Grid]:
+        """The grids of the plan (empty without one), in the plan's order."""
+        return dict(self.grids or {})
 
     def dataset(self, role: str) -> str:
         return self.roles.get(role, PROFILE_ROLES["paper"].get(role, role))
@@ -66,32 +92,39 @@ def parse_roles(text: str) -> dict[str, str]:
 
 
 def make_context(
-    profile: str | None = None, roles: str | dict[str, str] | None = None, config: str | Path | None = None
+    profile: str | None = None, roles: str | dict[str, str] | None = None,
+    config: str | Path | list[str | Path] | None = None,
 ) -> PaperContext:
-    """Build the context: a pipeline YAML (keys ``profile``, ``roles``) first, then explicit arguments win.
+    """Build the context: the pipeline YAML(s) the DAG ran with (merged in order, as Snakemake merges
+    several ``--configfile``; a file with ``runs`` is validated as an experiment plan, whose grids the
+    tables and figures then show), then explicit arguments win.
 
     Without roles, the profile's default mapping is used (paper: MNIST-pc/ModelNet40-s,
     smoke: digits/shapes).
     """
-    cfg_profile, cfg_roles = None, None
+    cfg_profile, cfg_roles, cfg_grids = None, None, None
     if config is not None:
-        import yaml
+        from ddeqs.config import ConfigError
+        from ddeqs.plan import plan_from_dict, read_config
 
-        from ddeqs.config import safe_load_unique
-
-        path = Path(config)
-        if not path.is_file():
-            raise DataError(f"pipeline configuration not found: {path} (pass --config params/config.yaml or --profile)")
+        paths = [config] if isinstance(config, (str, Path)) else list(config)
+        where = ", ".join(map(str, paths))
+        for path in map(Path, paths):
+            if not path.is_file():
+                raise DataError(f"pipeline configuration not found: {path} (pass --config params/config.yaml or --profile)")
         try:
-            raw = safe_load_unique(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise DataError(f"{path} is not valid YAML: {err}") from None
-        if not isinstance(raw, dict):
-            raise DataError(f"{path}: expected a mapping with keys 'profile' and 'roles'")
-        cfg_profile = raw.get("profile")
-        cfg_roles = raw.get("roles")
+            raw = read_config(paths)
+            if "runs" in raw:  # a whole pipeline configuration: its experiment plan, validated
+                plan = plan_from_dict(raw, where)
+                cfg_profile, cfg_roles, cfg_grids = plan.profile, plan.roles, plan.grids
+            else:  # a file naming only the profile and its roles (and perhaps grids)
+                cfg_profile, cfg_roles = raw.get("profile"), raw.get("roles")
+                if raw.get("grids") is not None:
+                    cfg_grids = {str(k): Grid.model_validate(v) for k, v in raw["grids"].items()}
+        except (ConfigError, ValueError) as err:
+            raise DataError(f"{where}: {err}") from None
         if cfg_roles is not None and not isinstance(cfg_roles, dict):
-            raise DataError(f"{path}: 'roles' must map role -> dataset, e.g. {{mnist: mnist-pc, modelnet: modelnet40-s}}")
+            raise DataError(f"{where}: 'roles' must map role -> dataset, e.g. {{mnist: mnist-pc, modelnet: modelnet40-s}}")
     prof = profile or cfg_profile or "paper"
     if isinstance(roles, str):
         roles = parse_roles(roles)
@@ -102,41 +135,14 @@ def make_context(
     mapping = dict(PROFILE_ROLES.get(prof, PROFILE_ROLES["paper"]))
     mapping.update({str(k): str(v) for k, v in (cfg_roles or {}).items()})
     mapping.update(roles or {})
-    return PaperContext(profile=str(prof), roles=mapping)
+    return PaperContext(profile=str(prof), roles=mapping, grids=cfg_grids)
 
 
-def run_name(role: str, task: str, model: str) -> str:
-    """Main run name, e.g. ``run_name('mnist', 'cls', 'ddeq') == 'mnist-cls-ddeq'``."""
-    return f"{role}-{task}-{model}"
-
-
-def format_grid_value(value: Any) -> str:
-    """Canonical spelling of a grid value in a run name: ``True -> 'true'``, ``0.05 -> '0.05'``, ``1.0 -> '1'``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _spellings(value: Any) -> list[str]:
-    """Every spelling a pipeline may have used for a grid value (``0.2``: '0.2'; ``1.0``: '1', '1.0')."""
-    out = [format_grid_value(value)]
-    if isinstance(value, bool):
-        out += ["True" if value else "False", "1" if value else "0"]
-    elif isinstance(value, (int, float, np.integer, np.floating)):
-        f = float(value)
-        out += [str(f), repr(f), f"{f:.2f}"]
-        if f.is_integer():
-            out += [str(int(f))]
-    return list(dict.fromkeys(out))
-
-
-def ablation_name(main: str, grid: str, value: Any) -> str:
-    """Ablation run name, e.g. ``ablation_name('mnist-cpl-ddeq', 'noise', 0.05) == 'mnist-cpl-ddeq--noise-0.05'``."""
-    return f"{main}--{grid}-{format_grid_value(value)}"
+#: Run names are formatted and parsed by :mod:`ddeqs.record` only (the plan names the runs it
+#: schedules with the same functions): ``run_name('mnist', 'cls', 'ddeq') == 'mnist-cls-ddeq'``,
+#: ``ablation_name('mnist-cpl-ddeq', 'noise', 0.05) == 'mnist-cpl-ddeq--noise-0.05'``.
+run_name = main_name
+ablation_name = child_name
 
 
 def _nan() -> float:
@@ -145,40 +151,32 @@ def _nan() -> float:
 
 @dataclass
 class Run:
-    """One finished run folder: its ``metrics.json`` and lazily read side files."""
+    """One finished run folder: its ``metrics.json`` (:class:`ddeqs.record.Metrics`) and lazily read side files."""
 
     name: str
     path: Path
-    metrics: dict[str, Any]
+    record: Metrics
 
     def test_metric(self, key: str) -> tuple[float, float, int | None]:
         """``(value, standard error, n)`` of a test metric; NaN where absent."""
-        test = self.metrics.get("test") or {}
-        value = test.get(key)
-        se = test.get(f"{key}_se")
-        n = test.get("n")
-        return (
-            float(value) if value is not None else _nan(),
-            float(se) if se is not None else _nan(),
-            int(n) if n is not None else None,
-        )
+        return self.record.test_metric(key)
 
     @property
     def seconds_per_epoch(self) -> float:
-        v = self.metrics.get("seconds_per_epoch")
+        v = self.record.seconds_per_epoch
         return float(v) if v is not None else _nan()
 
     @property
     def device(self) -> str:
-        return str(self.metrics.get("device") or "unknown device")
+        return str(self.record.device or "unknown device")
 
     @property
     def mlflow_run_id(self) -> str | None:
-        return self.metrics.get("mlflow_run_id")
+        return self.record.mlflow_run_id
 
     @property
     def dataset(self) -> str | None:
-        return self.metrics.get("dataset")
+        return self.record.dataset
 
     def json(self, filename: str) -> dict[str, Any] | None:
         """A JSON side file (``history.json``, ``diagnostics.json``), or None when absent."""
@@ -224,11 +222,9 @@ class RunStore:
         if not path.is_file():
             return None
         try:
-            metrics = json.loads(path.read_text())
-            if not isinstance(metrics, dict):
-                raise ValueError("top level is not an object")
-        except (ValueError, UnicodeDecodeError) as err:
-            msg = f"{path} is not valid metrics JSON ({err}); re-run the training rule for {name}"
+            metrics = Metrics.read(path)
+        except DataError as err:
+            msg = str(err)
             if self.strict:
                 raise DataError(msg) from None
             warnings.warn(msg, stacklevel=3)
@@ -241,14 +237,17 @@ class RunStore:
             warnings.warn(wrong, stacklevel=3)
             self.problems[name] = wrong
             return None
-        return Run(name=name, path=folder, metrics=metrics)
+        return Run(name=name, path=folder, record=metrics)
 
-    def _foreign(self, name: str, metrics: dict[str, Any]) -> str | None:
+    def _foreign(self, name: str, metrics: Metrics) -> str | None:
         """Why a run belongs to another profile (its dataset is not the role's), or None."""
         if self.ctx is None:
             return None
-        role = name.split("-", 1)[0]
-        expected, found = self.ctx.roles.get(role), metrics.get("dataset")
+        try:
+            role = parse_name(name).role
+        except ValueError:
+            role = name.split("-", 1)[0]
+        expected, found = self.ctx.roles.get(role), metrics.dataset
         if expected is None or found is None or found == expected:
             return None
         return (f"{self.root / name} was trained on {found!r}, but {self.ctx.describe()} uses {expected!r} for "
@@ -277,20 +276,15 @@ class RunStore:
         return run
 
     def ablation(self, main: str, grid: str, value: Any, fallback_main: bool = False) -> Run | None:
-        """The ablation run ``<main>--<grid>-<value>`` under any usual spelling of the value.
+        """The ablation run ``<main>--<grid>-<value>`` (the name :func:`ddeqs.record.child_name` gives).
 
         ``fallback_main``: when no ablation folder exists, use the main run (the grid value
         equals the main run's setting, e.g. noise 5 %, 200 iterations).
         """
-        for spelling in _spellings(value):
-            run = self.peek(f"{main}--{grid}-{spelling}")
-            if run is not None:
-                if run.name not in self.used:
-                    self.used.append(run.name)
-                return run
-        if fallback_main and self.peek(main) is not None:
+        name = child_name(main, grid, value)
+        if self.peek(name) is None and fallback_main and self.peek(main) is not None:
             return self.get(main)
-        return self.get(ablation_name(main, grid, value))
+        return self.get(name)
 
     def names(self) -> list[str]:
         """Every run folder that has a metrics.json."""

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ddeqs.paper import values as V
-from ddeqs.paper.runs import MODEL_LABELS, ROLE_LABELS, PaperContext, Run, RunStore, _spellings, ablation_name, run_name
+from ddeqs.paper.runs import MODEL_LABELS, ROLE_LABELS, PaperContext, Run, RunStore, ablation_name, run_name
+from ddeqs.record import format_value, parse_name
 
 NAN = float("nan")
 NOT_REPORTED = "not reported"  # paper column of a cell the paper leaves empty (paper value NaN in the CSV)
@@ -134,11 +135,10 @@ GRID_KEYS = {
 
 
 def find_ablation(store: RunStore, main: str, grid: str, value: Any, fallback: bool = True) -> Run | None:
-    """Ablation run ``<main>--<grid>-<value>``; else (``fallback``) the main run when its
+    """Ablation run ``<main>--<grid>-<value>`` (named by :func:`ddeqs.record.child_name`); else (``fallback``) the main run when its
     ``config_flat`` has that grid value (e.g. noise 5 %, 200 iterations); else None (recorded missing)."""
-    for spelling in _spellings(value):
-        if store.peek(f"{main}--{grid}-{spelling}") is not None:
-            return store.get(f"{main}--{grid}-{spelling}")
+    if store.peek(ablation_name(main, grid, value)) is not None:
+        return store.get(ablation_name(main, grid, value))
     main_run = store.peek(main)
     if fallback and main_run is not None and _config_matches(main_run, GRID_KEYS.get(grid, ""), value):
         return store.get(main)
@@ -146,7 +146,7 @@ def find_ablation(store: RunStore, main: str, grid: str, value: Any, fallback: b
 
 
 def _config_matches(run: Run, key: str, value: Any) -> bool:
-    flat = run.metrics.get("config_flat") or {}
+    flat = run.record.config_flat
     if key not in flat:
         return False
     have = flat[key]
@@ -184,7 +184,7 @@ def stale_free_metric(run: Run, metric: str) -> bool:
     """True when ``metric`` is a free-particle metric (``w2_free``/``ot_free``) of a run evaluated before
     these compared with the missing part of the target: its ``metrics.json`` has ``<metric>`` but not
     ``<metric>_target`` (then ``<metric>`` was against the whole target). Re-run ``ddeqs evaluate``."""
-    test = run.metrics.get("test") or {}
+    test = run.record.test
     return metric in FREE_METRICS and metric in test and f"{metric}_target" not in test
 
 
@@ -227,8 +227,8 @@ def table1(store: RunStore, ctx: PaperContext) -> Table:
                 metric_cell("table1", row, col, run, name, "accuracy", V.TABLE1[role][m], "%",
                             f"table1/{role}/{m}/accuracy", scale=100.0, fmt="{:.1f}")
             )
-            if run is not None and run.metrics.get("n_params") is not None:
-                sizes.append(f"{name}: {int(run.metrics['n_params']):,} parameters")
+            if run is not None and run.record.n_params is not None:
+                sizes.append(f"{name}: {run.record.n_params:,} parameters")
     notes = ["Accuracy in percent ± standard error over test samples."]
     if sizes:
         notes.append("Measured sizes: " + "; ".join(sizes) + ".")
@@ -240,13 +240,14 @@ def table2(store: RunStore, ctx: PaperContext) -> Table:
     the missing part of the target; PCN: all particles vs the target), one clean test set; an extra
     row gives the DDEQ free particles vs the whole target (the other reading, not in the paper)."""
     rows = ["W2 (DDEQ)", "W2 (PCN)", "W2 (DDEQ, free vs whole target)"]
-    cols = [_share_label(v) for v in V.NOISE_LEVELS]
+    levels = ctx.grid_values("noise")
+    cols = [_share_label(v) for v in levels]
     cells = []
     spec = (("ddeq", rows[0], "w2_free", V.TABLE2["ddeq"], "w2"), ("pcn", rows[1], "w2_full", V.TABLE2["pcn"], "w2"),
             ("ddeq", rows[2], "w2_free_target", {}, "w2_free_target"))
     for model, row, metric, paper, kname in spec:
         main = run_name("mnist", "cpl", model)
-        for v, col in zip(V.NOISE_LEVELS, cols):
+        for v, col in zip(levels, cols):
             run = find_ablation(store, main, "noise", v)
             name = run.name if run is not None else f"{main}--noise-{v:g}"
             cells.append(metric_cell("table2", row, col, run, name, metric, paper.get(v, V.NOT_REPORTED), "",
@@ -292,13 +293,15 @@ def table3(store: RunStore, ctx: PaperContext) -> Table:
 def table4(store: RunStore, ctx: PaperContext) -> Table:
     """Table 4: seconds per epoch vs inner iterations (step x iterations constant), plus PCN."""
     row = "Runtime (1 epoch)"
-    cols = [str(i) for i in V.ITERS_LEVELS] + ["PCN"]
+    levels = ctx.grid_values("iters")
+    cols = [str(i) for i in levels] + ["PCN"]
     cells = []
     main = run_name("mnist", "cpl", "ddeq")
-    for it, col in zip(V.ITERS_LEVELS, cols):
+    for it, col in zip(levels, cols):
         run = find_ablation(store, main, "iters", it)
         name = run.name if run is not None else f"{main}--iters-{it}"
-        cells.append(runtime_cell("table4", row, col, run, name, V.TABLE4[it], f"table4/iters-{it}/seconds_per_epoch"))
+        cells.append(runtime_cell("table4", row, col, run, name, V.TABLE4.get(it, V.NOT_REPORTED),
+                                  f"table4/iters-{it}/seconds_per_epoch"))
     pcn = run_name("mnist", "cpl", "pcn")
     cells.append(runtime_cell("table4", row, "PCN", store.get(pcn), pcn, V.TABLE4_PCN, "table4/pcn/seconds_per_epoch"))
     notes = [f"Columns: inner iterations of the DDEQ forward pass (MNIST-pc-partial). Paper: one {V.PAPER_DEVICE}.",
@@ -309,13 +312,15 @@ def table4(store: RunStore, ctx: PaperContext) -> Table:
 def table5(store: RunStore, ctx: PaperContext) -> Table:
     """Table 5: seconds per epoch vs share of input particles kept."""
     row = "Runtime (1 epoch)"
-    cols = [_share_label(v) for v in V.SHARE_LEVELS]
+    levels = ctx.grid_values("input_share")
+    cols = [_share_label(v) for v in levels]
     cells = []
     main = run_name("mnist", "cpl", "ddeq")
-    for v, col in zip(V.SHARE_LEVELS, cols):
+    for v, col in zip(levels, cols):
         run = find_ablation(store, main, "input_share", v)
         name = run.name if run is not None else f"{main}--input_share-{v:g}"
-        cells.append(runtime_cell("table5", row, col, run, name, V.TABLE5[v], f"table5/input_share-{v:g}/seconds_per_epoch"))
+        cells.append(runtime_cell("table5", row, col, run, name, V.TABLE5.get(v, V.NOT_REPORTED),
+                                  f"table5/input_share-{v:g}/seconds_per_epoch"))
     notes = [f"Columns: share of input particles kept (MNIST-pc-partial). Paper: one {V.PAPER_DEVICE}.",
              _devices_note(cells)]
     return Table("table5", "Table 5: runtime per epoch vs share of input particles", [row], cols, cells, notes)
@@ -348,23 +353,25 @@ def table6(store: RunStore, ctx: PaperContext) -> Table:
 def table_d5(store: RunStore, ctx: PaperContext) -> Table:
     """App. D.5: classical DEQ solvers vs WGF, ratios of test MMD² and W2 (free particles)."""
     labels = {"fixed_point": "fixed point", "anderson": "Anderson", "broyden": "Broyden"}
-    rows = [labels[s] for s in V.D5_SOLVERS]
+    solvers = ctx.grid_values("solver")
+    rows = [labels.get(s, str(s)) for s in solvers]
     cols = ["MMD² ratio", "W2 ratio"]
     main = run_name("mnist", "cpl", "ddeq")
     base = store.get(main)
     cells = []
-    for solver, row in zip(V.D5_SOLVERS, rows):
+    for solver, row in zip(solvers, rows):
+        paper = V.D5_RATIOS if solver in V.D5_SOLVERS else dict.fromkeys(V.D5_RATIOS, V.NOT_REPORTED)
         run = store.ablation(main, "solver", solver)
         name = f"{main}--solver-{solver}"
         for metric, col in (("mmd2", cols[0]), ("w2_free", cols[1])):
             key = f"d5/{solver}/{metric}_ratio"
             missing = ([] if run is not None else [name]) + ([] if base is not None else [main])
             if missing:
-                cells.append(Cell("d5", row, col, NAN, NAN, V.D5_RATIOS[metric], "×", key,
+                cells.append(Cell("d5", row, col, NAN, NAN, paper[metric], "×", key,
                                   [r.name for r in (run, base) if r is not None], missing, "", "{:.2f}"))
                 continue
             if stale_free_metric(run, metric) or stale_free_metric(base, metric):
-                cells.append(Cell("d5", row, col, NAN, NAN, V.D5_RATIOS[metric], "×", key, [run.name, main], [],
+                cells.append(Cell("d5", row, col, NAN, NAN, paper[metric], "×", key, [run.name, main], [],
                                   run.device, "{:.2f}"))
                 continue
             a, sa, _ = run.test_metric(metric)
@@ -372,7 +379,7 @@ def table_d5(store: RunStore, ctx: PaperContext) -> Table:
             ratio = a / b if b != 0 else NAN
             # delta method for the ratio of two independent means
             se = abs(ratio) * math.sqrt((sa / a) ** 2 + (sb / b) ** 2) if a and b else NAN
-            cells.append(Cell("d5", row, col, ratio, se, V.D5_RATIOS[metric], "×", key, [run.name, main], [],
+            cells.append(Cell("d5", row, col, ratio, se, paper[metric], "×", key, [run.name, main], [],
                               run.device, "{:.2f}"))
     notes = ["Ratio = classical DEQ (same F, given forward solver) / DDEQ (WGF solver), test set, MNIST-pc-partial.",
              "MMD²: whole output vs whole target; W2: free particles vs the points the partial input lacks "
@@ -380,6 +387,48 @@ def table_d5(store: RunStore, ctx: PaperContext) -> Table:
              "The paper reports about 13× (MMD²) and 4× (W2) for all three solvers.",
              *stale_note(cells, store)]
     return Table("table_d5", "App. D.5: classical DEQ solvers vs DDEQ (WGF)", rows, cols, cells, notes)
+
+
+#: Columns of the grid table: (label, metric of classification runs, metric of completion runs, scale, unit, fmt).
+GRID_COLUMNS = [
+    ("accuracy", "accuracy", None, 100.0, "%", "{:.1f}"),
+    ("cross entropy", "cross_entropy", None, 1.0, "nats", "{:.3f}"),
+    ("MMD²", None, "mmd2", 1.0, "", "{:.2g}"),
+    ("W2", None, "w2", 1.0, "", "{:.2f}"),
+]
+
+
+def table_grids(store: RunStore, ctx: PaperContext) -> Table:
+    """Every grid of the profile's plan, one row per child run ``<run>--<grid>-<value>`` (any grid,
+    also one no paper table shows): test metrics of its task and seconds per epoch."""
+    rows, cells = [], []
+    cols = [c[0] for c in GRID_COLUMNS] + ["runtime"]
+    for grid, spec in ctx.plan_grids().items():
+        for parent in spec.runs:
+            task, model = parse_name(parent).task, parse_name(parent).model
+            for value in spec.values:
+                row = f"{parent}, {grid} = {format_value(value)}"
+                rows.append(row)
+                run = find_ablation(store, parent, grid, value)
+                name = run.name if run is not None else ablation_name(parent, grid, value)
+                key = f"grids/{grid}/{parent}/{format_value(value)}"
+                for label, cls_metric, cpl_metric, scale, unit, fmt in GRID_COLUMNS:
+                    metric = cls_metric if task == "cls" else cpl_metric
+                    if metric is None:
+                        continue
+                    if metric == "w2":  # as in Table 2: DDEQ free particles vs the missing part; else the whole output
+                        metric = "w2_free" if model == "ddeq" else "w2_full"
+                    cells.append(metric_cell("grids", row, label, run, name, metric, V.NOT_REPORTED, unit,
+                                             f"{key}/{metric}", scale=scale, fmt=fmt))
+                cells.append(runtime_cell("grids", row, "runtime", run, name, V.NOT_REPORTED, f"{key}/seconds_per_epoch"))
+    notes = ["One row per ablation run of the profile's grids (pipeline configuration `grids`); the paper's own "
+             "values for these runs are in Tables 2-5, App. D.5 and Figure 10.",
+             "W2: DDEQ free particles vs the points the partial input lacks, other models the whole output vs the "
+             "whole target (as in Table 2)."]
+    if not rows:
+        notes.insert(0, "No grids: pass the pipeline configuration the runs were made with (--config).")
+    notes += stale_note(cells, store)
+    return Table("table_grids", "Ablation grids of this configuration", rows, cols, cells, notes)
 
 
 def _devices_note(cells: list[Cell]) -> str:
@@ -395,6 +444,7 @@ BUILDERS: dict[str, Callable[[RunStore, PaperContext], Table]] = {
     "table5": table5,
     "table6": table6,
     "table_d5": table_d5,
+    "table_grids": table_grids,
 }
 
 

@@ -26,7 +26,6 @@ TABLE2 = {
     "ddeq": {0.0: 0.33, 0.05: 0.17, 0.2: 0.19, 0.8: 0.33},
     "pcn": {0.0: 0.49, 0.05: 0.51, 0.2: 0.49, 0.8: 0.53},
 }
-NOISE_LEVELS = (0.0, 0.05, 0.2, 0.8)
 
 #: Not printed by the paper (an empty cell of a published table).
 NOT_REPORTED = float("nan")
@@ -51,13 +50,11 @@ TABLE4 = {
     1000: _hms(14, 53),
 }
 TABLE4_PCN = _hms(m=4)
-ITERS_LEVELS = tuple(TABLE4)
 #: Device of the published runtimes.
 PAPER_DEVICE = "NVIDIA H100"
 
 #: Table 5, runtime per epoch (s) vs share of input particles kept.
 TABLE5 = {0.2: _hms(1, 16), 0.4: _hms(1, 29), 0.6: _hms(1, 51), 0.8: _hms(2, 20), 1.0: _hms(3, 1)}
-SHARE_LEVELS = tuple(TABLE5)
 
 #: Table 6, OT distance (Euclidean ground cost) on ModelNet40-s-partial: (mean, standard error).
 TABLE6 = {"ddeq_free": (1.27, 0.04), "ddeq_full": (0.154, 0.002), "pcn_full": (0.61, 0.02)}
@@ -66,8 +63,21 @@ TABLE6 = {"ddeq_free": (1.27, 0.04), "ddeq_full": (0.154, 0.002), "pcn_full": (0
 D5_RATIOS = {"mmd2": 13.0, "w2_free": 4.0}
 D5_SOLVERS = ("fixed_point", "anderson", "broyden")
 
-#: Figure 10 grid (particles in Z) and the main-run value.
+#: Figure 10: the particle counts in Z the paper plots.
 Z_PARTICLES = (1, 2, 4, 8, 10, 16, 32, 64)
+
+#: The grid values the paper reports, per grid of the pipeline configuration (the columns and rows of
+#: its tables, the points of Figure 10). The tables and figures show these and every value the plan
+#: of the profile configures (ddeqs.paper.runs.PaperContext.grid_values): a configured value the
+#: paper does not report is "not reported", a published value without a run is a missing cell.
+PUBLISHED_GRIDS: dict[str, tuple] = {
+    "noise": tuple(TABLE2["ddeq"]),
+    "iters": tuple(TABLE4),
+    "input_share": tuple(TABLE5),
+    "z_particles": Z_PARTICLES,
+    "solver": D5_SOLVERS,
+    "pushforward": (True,),
+}
 
 #: App. D.9 (Figures 16, 17): MMD flow towards the rotated cloud.
 FLOW = {

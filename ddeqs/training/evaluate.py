@@ -295,12 +295,13 @@ def evaluate_run(
 def _evaluate_locked(run_dir: Path, split: str, *, source: Any, device: str | None, quiet: bool, track: bool,
                      accept_new_data: bool, log: Any) -> dict[str, Any]:
     from ddeqs.errors import DataError
-    from ddeqs.training.runfolder import read_json, write_json
+    from ddeqs.record import Metrics
+    from ddeqs.training.runfolder import write_json
 
     cfg, model, source, dev = load_run_model(run_dir, source, device)
     path = run_dir / "metrics.json"
-    old_metrics = read_json(path) if path.is_file() else {}
-    trained_on, now = old_metrics.get("dataset_sha256"), getattr(source.info, "sha256", None)
+    old = Metrics.read(path) if path.is_file() else None
+    trained_on, now = (old.dataset_sha256 if old else None), getattr(source.info, "sha256", None)
     if trained_on and now and trained_on != now:
         if not accept_new_data:
             raise DataError(
@@ -318,34 +319,35 @@ def _evaluate_locked(run_dir: Path, split: str, *, source: Any, device: str | No
         embeddings_batches=cfg.train.save_embeddings if (is_test and cfg.model.name == "ddeq" and cfg.task == "classification") else 0,
         n_samples=N_SAMPLES if (is_test and cfg.task == "completion") else 0, quiet=quiet, desc=split,
     )
-    metrics = old_metrics or {
-        "name": cfg.tracking.run_name or run_dir.resolve().name, "task": cfg.task, "model": cfg.model.name,
-        "dataset": cfg.data.dataset, "config_flat": cfg.flat(), "mlflow_run_id": None,
-        "mlflow_experiment_id": None,
-    }
+    record = old or Metrics(
+        name=cfg.tracking.run_name or run_dir.resolve().name, task=cfg.task, model=cfg.model.name,
+        dataset=cfg.data.dataset, config_flat=cfg.flat(), mlflow_run_id=None, mlflow_experiment_id=None,
+    )
     if trained_on and now and trained_on != now:
-        metrics["dataset_sha256_trained"] = metrics.get("dataset_sha256_trained") or trained_on
+        record.dataset_sha256_trained = record.dataset_sha256_trained or trained_on
     if now:
-        metrics["dataset_sha256"] = now
-    block = dict(metrics.get(split) or {})
-    block.update(result.metrics)
-    metrics[split] = block
+        record.dataset_sha256 = now
+    # the split's block: this evaluation's metrics over the ones recorded before
+    blocks = {"train": record.train, "test": record.test}
+    block = {**(blocks[split] if split in blocks else (record.model_extra or {}).get(split) or {}), **result.metrics}
+    record = record.model_validate({**record.to_json(), split: block})
     written = write_eval_artifacts(run_dir, result) if is_test else []
     if track:
         from ddeqs.tracking import open_tracker
 
-        name = metrics.get("name") or run_dir.resolve().name
+        name = record.name or run_dir.resolve().name
         cfg_t = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"rule": cfg.tracking.rule or "evaluate"})})
-        tracker = open_tracker(cfg_t, name, tags={"ddeqs.dataset_sha256": metrics.get("dataset_sha256")},
-                               run_id=metrics.get("mlflow_run_id"))
-        if tracker.run_id and tracker.run_id != metrics.get("mlflow_run_id"):
+        tracker = open_tracker(cfg_t, name, tags={"ddeqs.dataset_sha256": record.dataset_sha256},
+                               run_id=record.mlflow_run_id)
+        if tracker.run_id and tracker.run_id != record.mlflow_run_id:
             tracker.log_params(cfg.flat())
-            metrics["mlflow_run_id"], metrics["mlflow_experiment_id"] = tracker.run_id, tracker.experiment_id
-        tracker.log_metrics({f"{split}_{k}": v for k, v in result.metrics.items()}, step=int(metrics.get("epochs") or 0))
-        write_json(path, metrics)
+            record.mlflow_run_id, record.mlflow_experiment_id = tracker.run_id, tracker.experiment_id
+        tracker.log_metrics({f"{split}_{k}": v for k, v in result.metrics.items()}, step=int(record.epochs or 0))
+        write_json(path, record.to_json())
         for p in [path, *written]:
             tracker.log_artifact(p)
         tracker.end("FINISHED")
     else:
-        write_json(path, metrics)
+        write_json(path, record.to_json())
+    metrics = record.to_json()
     return metrics

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from ddeqs.record import to_jsonable  # one conversion for every JSON file of a run
 
 __all__ = ["RUN_SIDE_FILES", "atomic_write", "ensure_writable", "read_json", "to_jsonable", "write_json", "write_npz", "write_torch", "write_text"]
 
@@ -68,23 +69,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Numpy/torch scalars and arrays to plain Python; non-finite floats to None (valid JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if hasattr(obj, "detach"):  # torch tensor
-        obj = obj.detach().cpu().numpy()
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def write_json(path: str | Path, data: Any) -> Path:

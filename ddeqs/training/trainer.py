@@ -39,6 +39,7 @@ from ddeqs.training.diagnostics import Diagnostics
 from ddeqs.training.evaluate import N_SAMPLES, autocast, evaluate_model, write_eval_artifacts
 from ddeqs.training.losses import per_sample_loss
 from ddeqs.training.lock import LOCK_FILE, run_folder_lock
+from ddeqs.record import Epoch, History, Metrics
 from ddeqs.training.runfolder import RUN_SIDE_FILES, WORK_DIR, ensure_writable, write_json, write_text, write_torch
 from ddeqs.training.seeding import (
     configure_torch, device_label, resolve_device, rng_state, seed_all, seed_epoch, set_rng_state,
@@ -290,14 +291,14 @@ def _train_locked(cfg: ExperimentConfig, out_dir: Path, work: Path, *, source: D
                 scheduler.step()
             seconds = time.perf_counter() - t0
             epoch_seconds.append(seconds)
-            entry: dict[str, Any] = {
-                "epoch": epoch, "train_loss": tot_loss / tot_n, "lr": lr, "seconds": seconds,
-                "inner_iters": _mean(iters), "inner_residual": _mean(resid),
-            }
             every = cfg.train.eval_every
+            tested = {}
             if every and (epoch + 1) % every == 0 and epoch + 1 < epochs:
-                entry.update({f"test_{k}": v for k, v in evaluate_model(
-                    model, test_loader, cfg, device, quiet=quiet, desc="test").metrics.items() if k != "n"})
+                tested = {f"test_{k}": v for k, v in evaluate_model(
+                    model, test_loader, cfg, device, quiet=quiet, desc="test").metrics.items() if k != "n"}
+            # history.json's row (ddeqs.record.Epoch); kept as a plain dict in the checkpoint
+            entry = Epoch(epoch=epoch, train_loss=tot_loss / tot_n, lr=lr, seconds=seconds,
+                          inner_iters=_mean(iters), inner_residual=_mean(resid), **tested).to_json()
             history.append(entry)
             last_trace = (getattr(out, "solver", None) or {}).get("objective")
             if isinstance(last_trace, torch.Tensor) and last_trace.ndim == 2 and last_trace.shape[1] > 1:
@@ -323,22 +324,23 @@ def _train_locked(cfg: ExperimentConfig, out_dir: Path, work: Path, *, source: D
         )
         if history:
             history[-1].update({f"test_{k}": v for k, v in result.metrics.items() if k != "n"})
-        metrics = {
-            "name": run_name, "task": cfg.task, "model": cfg.model.name, "dataset": cfg.data.dataset,
-            "n_params": n_params, "device": device_label(device), "epochs": epochs,
-            "seconds_per_epoch": statistics.median(epoch_seconds) if epoch_seconds else None,
-            "epoch_seconds": epoch_seconds, "mlflow_run_id": tracker.run_id,
-            "mlflow_experiment_id": tracker.experiment_id,
-            "dataset_sha256": getattr(info, "sha256", None), "config_flat": cfg.flat(),
-            "train": {"loss": history[-1]["train_loss"] if history else None}, "test": result.metrics,
-            "init": init_metrics,
-        }
+        record = Metrics(
+            name=run_name, task=cfg.task, model=cfg.model.name, dataset=cfg.data.dataset,
+            n_params=n_params, device=device_label(device), epochs=epochs,
+            seconds_per_epoch=statistics.median(epoch_seconds) if epoch_seconds else None,
+            epoch_seconds=epoch_seconds, mlflow_run_id=tracker.run_id,
+            mlflow_experiment_id=tracker.experiment_id,
+            dataset_sha256=getattr(info, "sha256", None), config_flat=cfg.flat(),
+            train={"loss": history[-1]["train_loss"] if history else None}, test=result.metrics,
+            init=init_metrics,
+        )
+        metrics = record.to_json()
         # metrics.json marks a finished run: it goes first and comes back last, and side files of an
         # earlier run in this folder that this run did not write are removed, so that figures are
         # never drawn from an old run next to new metrics
         (out_dir / "metrics.json").unlink(missing_ok=True)
         write_run_files(out_dir, cfg, model)
-        write_json(out_dir / "history.json", {"epochs": history})
+        write_json(out_dir / "history.json", History(epochs=history).to_json())
         written = write_eval_artifacts(out_dir, result)
         if diag.enabled:
             written.append(write_json(out_dir / "diagnostics.json", diag.series))

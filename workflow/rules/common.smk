@@ -1,105 +1,26 @@
 # Run table of the pipeline: every training run (main runs and ablation children) as a
-# resolved ExperimentConfig dict, derived from the pipeline configuration (params/*.yaml).
+# resolved ExperimentConfig dict, derived from the pipeline configuration (params/*.yaml) by the
+# experiment plan, ddeqs.plan (the model of the configuration, run naming and merge order live there).
 #
 # Outputs of a profile live under results/<profile>/ (ROOT below).
 #
-# Run names follow the shared run-folder contract: main runs "<role>-<task>-<model>",
-# ablation children "<main run>--<grid>-<value>". The dataset of a role comes from
-# config["roles"]. Values are merged in this order (later wins):
+# Run names: main runs "<role>-<task>-<model>", ablation children "<main run>--<grid>-<value>".
+# Values are merged in this order (later wins):
 #   defaults < tasks[<task>] < models[<model>] < runs[<main run>] < grid value (+ coupled key)
 # and validated with ddeqs.config at DAG build time, so a typo fails before any job starts.
 
-import copy
 import os
 from pathlib import Path
 import re
+import shlex
 import sys
 
 import yaml
 
 from snakemake.utils import validate
 
-from ddeqs.config import ConfigError, from_dict, safe_load_unique
-
-TASKS = {"cls": "classification", "cpl": "completion"}
-MODELS = {"ddeq": "ddeq", "pointnet": "pointnet", "pt": "point-transformer", "pcn": "pcn"}
-RUN_RE = re.compile(r"^(?P<role>[a-z0-9]+)-(?P<task>cls|cpl)-(?P<model>ddeq|pointnet|pt|pcn)$")
-
-
-def deep_merge(base, extra):
-    """Recursive dict merge: values of `extra` win; returns a new dict."""
-    out = copy.deepcopy(base)
-    for key, value in (extra or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def set_dotted(d, key, value):
-    node = d
-    parts = key.split(".")
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-    node[parts[-1]] = value
-
-
-def format_value(value):
-    """Grid value as it appears in a run name: true, 0.05, 1 (floats without a trailing .0)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return format(value, "g")
-    return str(value)
-
-
-def main_run_config(cfg, name):
-    m = RUN_RE.match(name)
-    if not m:
-        raise ValueError(
-            f"run name {name!r} in 'runs' of the pipeline configuration is not <role>-<cls|cpl>-<ddeq|pointnet|pt|pcn>"
-        )
-    role, task, model = m.group("role", "task", "model")
-    if role not in cfg["roles"]:
-        raise ValueError(f"run {name!r}: role {role!r} is not a key of 'roles' ({', '.join(cfg['roles'])})")
-    raw = deep_merge(cfg.get("defaults", {}), cfg.get("tasks", {}).get(task, {}))
-    raw = deep_merge(raw, cfg.get("models", {}).get(model, {}))
-    raw = deep_merge(raw, cfg["runs"][name] or {})
-    raw["task"] = TASKS[task]
-    set_dotted(raw, "data.dataset", cfg["roles"][role])
-    set_dotted(raw, "model.name", MODELS[model])
-    set_dotted(raw, "tracking.run_name", name)
-    set_dotted(raw, "tracking.rule", "train")
-    # one MLflow experiment per profile and task: smoke runs never land next to paper runs
-    if not raw.get("tracking", {}).get("experiment"):
-        set_dotted(raw, "tracking.experiment", f"ddeqs-{cfg['profile']}-{TASKS[task]}")
-    return raw
-
-
-def build_runs(cfg):
-    """{run name: ExperimentConfig dict} for every main run and every ablation child."""
-    runs = {name: main_run_config(cfg, name) for name in cfg["runs"]}
-    for grid, spec in (cfg.get("grids") or {}).items():
-        for parent in spec["runs"]:
-            if parent not in runs:
-                raise ValueError(f"grid {grid!r} refers to run {parent!r}, which is not in 'runs'")
-            for value in spec["values"]:
-                child = f"{parent}--{grid}-{format_value(value)}"
-                raw = copy.deepcopy(runs[parent])
-                set_dotted(raw, spec["key"], value)
-                coupled = spec.get("coupled")
-                if coupled:  # e.g. solver.step = product / solver.iters (Table 4: step x iters constant)
-                    set_dotted(raw, coupled["key"], float(coupled["product"]) / float(value))
-                set_dotted(raw, "tracking.run_name", child)
-                set_dotted(raw, "tracking.parent_run", f"{parent}--{grid}")
-                runs[child] = raw
-    for name, raw in runs.items():  # fail at DAG build, naming the run, not inside a job
-        try:
-            runs[name] = from_dict(raw, f"run {name!r} of the pipeline configuration").model_dump(mode="json")
-        except ConfigError as err:
-            raise ValueError(str(err)) from None
-    return runs
+from ddeqs.config import ConfigError
+from ddeqs.plan import build_runs, plan_from_dict, read_config
 
 
 def dataset_files(wildcards):
@@ -121,13 +42,13 @@ def figure_outputs(figs):
 
 
 def write_curve(history_json, out_csv, log_file):
-    """history.json (per-epoch dicts) -> CSV with one row per epoch (from 1) and its scalar columns."""
+    """history.json (ddeqs.record.History) -> CSV with one row per epoch (from 1) and its scalar columns."""
     import csv
-    import json
 
-    rows = json.loads(Path(history_json).read_text()).get("epochs", [])
+    from ddeqs.record import History
+
     # history.json counts epochs from 0; MLflow logs epoch e at step e + 1: the CSV counts like MLflow
-    rows = [{**r, "epoch": r["epoch"] + 1} if isinstance(r.get("epoch"), int) else r for r in rows]
+    rows = [{**e.to_json(), "epoch": e.epoch + 1} for e in History.read(history_json).epochs]
     keys = list(dict.fromkeys(k for r in rows for k, v in r.items() if not isinstance(v, (list, dict))))
     with open(out_csv, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys or ["epoch"], extrasaction="ignore")
@@ -144,23 +65,51 @@ def write_training_curves(csvs, out_png, log_file):
     Path(log_file).write_text(f"{len(csvs)} runs -> {out_png}\n")
 
 
-# Snakemake's YAML reader keeps the last of two equal keys silently: re-read the files strictly.
-for _path in workflow.overwrite_configfiles or workflow.configfiles:
+
+
+def _relative(path):
+    """A path below the working directory as a relative path (params/smoke.yaml): no machine path in a
+    job's params, where it would rerun the job in another clone."""
+    p = Path(path).resolve()
     try:
-        safe_load_unique(Path(_path).read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"{_path}: {err}") from None
+        return str(p.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+# The configuration files Snakemake read (several --configfile are merged in order).
+CONFIG_FILES = [_relative(p) for p in (workflow.overwrite_configfiles or workflow.configfiles)]
+# Snakemake's YAML reader keeps the last of two equal keys silently: re-read the files strictly
+# (ddeqs.plan.read_config raises on a repeated key). Then check the structure against the schema
+# generated from ddeqs.plan.Plan, and against the model itself (its messages name the key).
+try:
+    _FILE_CONFIG = read_config(CONFIG_FILES)
+except ConfigError as err:
+    raise ValueError(str(err)) from None
 validate(config, schema="../schemas/config.schema.yaml")
+try:
+    PLAN = plan_from_dict(config, "the pipeline configuration (" + ", ".join(CONFIG_FILES) + " and --config)")
+except ConfigError as err:
+    raise ValueError(str(err)) from None
+# `ddeqs paper` reads the grids and roles from the configuration files (PLAN_ARGS below); a grid
+# or role given only with --config on the command line would not reach it.
+for _key in ("grids", "roles"):
+    if _FILE_CONFIG.get(_key) != config.get(_key):
+        raise ValueError(f"'{_key}' must be set in the configuration file (--configfile), not with --config: "
+                         "the paper tables and figures read it from the file")
 # Every output of a profile lives under results/<profile>/ (runs, params, tables, figures, plots,
 # summary.json, README.md, logs, benchmarks): the paper and the smoke configuration never write,
 # or read, each other's files. data/ is shared: datasets are named per profile (mnist-pc, digits).
-ROOT = f"results/{config['profile']}"
-if config.get("dvc_profile") and config["dvc_profile"] != config["profile"]:
+ROOT = f"results/{PLAN.profile}"
+if PLAN.dvc_profile and PLAN.dvc_profile != PLAN.profile:
     raise ValueError(
-        f"params.yaml says profile {config['dvc_profile']!r} but the configuration file says "
-        f"{config['profile']!r}: pass both, e.g. dvc exp run -S profile=smoke -S config=params/smoke.yaml"
+        f"params.yaml says profile {PLAN.dvc_profile!r} but the configuration file says "
+        f"{PLAN.profile!r}: pass both, e.g. dvc exp run -S profile=smoke -S config=params/smoke.yaml"
     )
-RUNS = build_runs(config)
+try:
+    RUNS = build_runs(PLAN)
+except ConfigError as err:  # fail at DAG build, naming the run, not inside a job
+    raise ValueError(str(err)) from None
 # The ddeqs command of the Python running Snakemake: works without an activated venv or conda env.
 # Rules use it as the global {DDEQS} in their shell command, never in `params:`: params are part of
 # the job's recorded state, and a machine path there would rerun every job when Snakemake is
@@ -173,7 +122,9 @@ DDEQS = config.get("command") or f'"{sys.executable}" -m ddeqs'
 # (set here, not read: Snakemake's `envvars:` directive would instead require it from the caller)
 if config.get("tracking_uri"):
     os.environ.update(MLFLOW_TRACKING_URI=str(config["tracking_uri"]))
-ROLES_ARG = ",".join(f"{role}={ds}" for role, ds in config["roles"].items())
+ROLES_ARG = ",".join(f"{role}={ds}" for role, ds in PLAN.roles.items())
+# How `ddeqs paper` finds the plan (grid values, roles) of this profile: the same files, merged alike.
+PLAN_ARGS = " ".join(f"--config {shlex.quote(p)}" for p in CONFIG_FILES)
 DATASETS = sorted({run["data"]["dataset"] for run in RUNS.values()})
 
 

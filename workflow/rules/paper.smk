@@ -4,13 +4,13 @@
 # results/<profile>/README.md. The profile name and the role -> dataset mapping
 # are passed explicitly, so the same rules serve the paper and the smoke configuration.
 
-TABLES = ["table1", "table2", "table3", "table4", "table5", "table6", "table_d5"]
+TABLES = ["table1", "table2", "table3", "table4", "table5", "table6", "table_d5", "table_grids"]
 FIGURES = ["fig01", "fig04", "fig05", "fig07", "fig08", "fig09", "fig10", "fig11", "fig12", "fig13", "fig14", "fig15"]
 FLOW_FIGURES = ["fig16", "fig17"]  # the MMD flow of App. D.9: no training needed
 ALL_METRICS = metrics_of(list(RUNS))
 
 
-CONTEXT = f"--profile {config['profile']} --roles {ROLES_ARG}"
+CONTEXT = f"--profile {PLAN.profile} --roles {ROLES_ARG} {PLAN_ARGS}"
 CLAIMS_MD, CLAIMS_JSON = f"{ROOT}/claims.md", f"{ROOT}/claims.json"
 FLOW_PARTICLES = config.get("flow", {}).get("particles", 100)
 FLOW_ITERS = config.get("flow", {}).get("iters", 2000)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -11,11 +13,13 @@ from ddeqs.paper.runs import ROLE_LABELS, PaperContext, RunStore, run_name
 from ddeqs.paper.tables import find_ablation
 
 
-def z_particles_curve(store: RunStore, role: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(particles, accuracy %, standard error %)`` over the z_particles grid (main run = its own value)."""
+def z_particles_curve(store: RunStore, role: str, values: Sequence[int] = V.Z_PARTICLES
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(particles, accuracy %, standard error %)`` over the z_particles grid ``values`` (the main run
+    stands for its own value)."""
     main = run_name(role, "cls", "ddeq")
     xs, ys, ses = [], [], []
-    for z in V.Z_PARTICLES:
+    for z in values:
         run = find_ablation(store, main, "z_particles", z)
         if run is None:
             continue
@@ -33,8 +37,9 @@ def fig10(store: RunStore, ctx: PaperContext) -> plt.Figure:
     fig = new_figure(3.25, 2.2)
     ax = fig.add_subplot(1, 1, 1)
     absent = []
+    values = ctx.grid_values("z_particles")  # the paper's points and every value the plan configures
     for role, st in zip(("mnist", "modelnet"), SERIES):
-        x, y, se = z_particles_curve(store, role)
+        x, y, se = z_particles_curve(store, role, values)
         if len(x) == 0:
             absent.append(role)
             continue
@@ -46,8 +51,8 @@ def fig10(store: RunStore, ctx: PaperContext) -> plt.Figure:
         ax.text(0.02, 0.02, "no runs: " + ", ".join(f"{run_name(r, 'cls', 'ddeq')}--z_particles-*" for r in absent),
                 transform=ax.transAxes, fontsize=5, color="0.4")
     ax.set_xscale("log", base=2)
-    ax.set_xticks(list(V.Z_PARTICLES))
-    ax.set_xticklabels([str(z) for z in V.Z_PARTICLES])
+    ax.set_xticks(list(values))
+    ax.set_xticklabels([str(z) for z in values])
     ax.set_xlabel("particles in Z")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)

@@ -1,0 +1,98 @@
+"""The experiment plan (ddeqs.plan): the pipeline configuration model, its run table and its schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from ddeqs.config import ConfigError
+from ddeqs.plan import build_runs, child_name, load_plan, plan_from_dict, read_config, schema_text
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+PROFILES = sorted(p for p in (REPO / "params").glob("*.yaml") if "runs" in (yaml.safe_load(p.read_text()) or {}))
+
+
+def test_committed_schema_is_generated_from_the_model() -> None:
+    """Regenerate with: python -m ddeqs.plan --schema workflow/schemas/config.schema.yaml"""
+    assert SCHEMA.read_text() == schema_text()
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)
+def test_every_profile_loads_and_passes_the_schema(path: Path) -> None:
+    raw = read_config(path)
+    jsonschema.validate(raw, yaml.safe_load(SCHEMA.read_text()))
+    runs = build_runs(load_plan(path))
+    assert runs and all("--" not in n or n.split("--")[0] in runs for n in runs)
+
+
+def test_run_table_of_the_paper_profile() -> None:
+    plan = load_plan(REPO / "params/config.yaml")
+    runs = build_runs(plan)
+    assert len(runs) == 51
+    child = runs["mnist-cpl-ddeq--iters-50"]
+    assert child["solver"]["iters"] == 50 and child["solver"]["step"] == pytest.approx(20.0)
+    assert child["tracking"]["parent_run"] == "mnist-cpl-ddeq--iters"
+    assert runs["mnist-cls-ddeq"]["model"]["cross_layers"] == 1 and runs["mnist-cls-ddeq"]["data"]["dataset"] == "mnist-pc"
+    assert runs["modelnet-cls-pt"]["model"]["name"] == "point-transformer"
+    assert runs["mnist-cls-ddeq"]["tracking"]["experiment"] == "ddeqs-paper-classification"
+    assert child_name("mnist-cpl-ddeq", "input_share", 1.0) in runs  # 1.0 -> "1"
+    assert child_name("mnist-cls-ddeq", "pushforward", True) == "mnist-cls-ddeq--pushforward-true"
+
+
+def _smoke() -> dict:
+    return read_config(REPO / "params/smoke.yaml")
+
+
+@pytest.mark.parametrize("where", ["top", "grid", "resources", "tasks", "flow"])
+def test_unknown_keys_are_errors_naming_the_key(where: str) -> None:
+    raw = _smoke()
+    node = {"top": raw, "grid": raw["grids"]["noise"], "resources": raw["resources"], "tasks": raw["tasks"],
+            "flow": raw["flow"]}[where]
+    node["gridz"] = 1
+    with pytest.raises(ConfigError, match="unknown key '.*gridz'"):
+        plan_from_dict(raw, "test.yaml")
+    with pytest.raises(jsonschema.ValidationError, match="gridz"):
+        jsonschema.validate(raw, yaml.safe_load(SCHEMA.read_text()))
+
+
+def test_bad_names_and_nulls_are_errors() -> None:
+    raw = _smoke()
+    raw["grids"]["noise"]["runs"] = ["mnist-cpl-foo"]
+    with pytest.raises(ConfigError, match="mnist-cpl-foo"):
+        plan_from_dict(raw)
+    raw = _smoke()
+    raw["runs"]["other-cls-ddeq"] = {}
+    with pytest.raises(ConfigError, match="role 'other'"):
+        plan_from_dict(raw)
+    raw = _smoke()
+    raw["runs"]["mnist-cls-resnet"] = {}
+    with pytest.raises(ConfigError, match="mnist-cls-resnet"):
+        plan_from_dict(raw)
+    raw = _smoke()
+    raw["flow"] = None  # absent is fine, null is not (the pipeline reads flow.particles)
+    with pytest.raises(ConfigError, match="flow"):
+        plan_from_dict(raw)
+    del raw["flow"]
+    assert plan_from_dict(raw).flow is None
+
+
+def test_a_bad_run_setting_names_the_run() -> None:
+    raw = _smoke()
+    raw["runs"]["mnist-cls-pt"] = {"solver": {"iter": 3}}
+    with pytest.raises(ConfigError, match="mnist-cls-pt(.|\n)*did you mean 'solver.iters'"):
+        build_runs(plan_from_dict(raw))
+
+
+def test_several_files_merge_in_order(tmp_path: Path) -> None:
+    extra = tmp_path / "gpu.yaml"
+    extra.write_text("resources: {gpu: 1}\n")
+    plan = load_plan([REPO / "params/smoke.yaml", extra])
+    assert plan.resources.gpu == 1 and plan.resources.threads == 1
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("profile: a\nprofile: b\n")
+    with pytest.raises(ConfigError, match="duplicate key"):
+        read_config(dup)
