@@ -6,9 +6,9 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
-# Results root of every profile; the demo (smoke profile) writes results/smoke/.
+# Results root of every profile; the demo (the digits runs of the cpu profile) writes results/demo/.
 RESULTS ?= results
-DEMO_RESULTS := $(RESULTS)/smoke
+DEMO_RESULTS := $(RESULTS)/demo
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 
@@ -42,12 +42,12 @@ gpu-check: $(STAMP)
 	$(PY) -m ddeqs.bench.gpu_check
 
 demo: $(STAMP)
-	DDEQS_CLAIMS_SUMMARY=0 $(VENV)/bin/snakemake --profile profiles/local --configfile params/smoke.yaml --cores 2 all
+	DDEQS_CLAIMS_SUMMARY=0 $(VENV)/bin/snakemake --profile profiles/local --configfile params/cpu.yaml params/demo.yaml --cores 2 all
 	@echo
 	@$(VENV)/bin/ddeqs paper claims --summary --json $(DEMO_RESULTS)/claims.json
 	@echo
 	@echo "Tables and figures: $(DEMO_RESULTS)/  (overview: $(DEMO_RESULTS)/README.md, claims: $(DEMO_RESULTS)/claims.md; the paper writes results/paper/)"
-	@echo "Browse the runs:    $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///results/mlflow/mlflow.db  (experiments ddeqs-smoke-*)"
+	@echo "Browse the runs:    $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///results/mlflow/mlflow.db  (experiments ddeqs-demo-*)"
 
 paper: $(STAMP)
 	$(VENV)/bin/snakemake --profile profiles/local all

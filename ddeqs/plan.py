@@ -90,6 +90,13 @@ class Flow(_Strict):
     iters: int = Field(None, ge=1, description="flow iterations (paper 2000)")
 
 
+class Select(_Strict):
+    """The part of a profile to build (a demo layered over a full profile by a second --configfile)."""
+
+    runs: list[RunName] = Field(None, description="main runs to train (default: every run of 'runs')")
+    grids: list[GridName] = Field(None, description="ablation grids to train (default: every grid of 'grids')")
+
+
 class Plan(_Strict):
     """Pipeline configuration (params/config.yaml, params/smoke.yaml). Run settings under
     defaults/tasks/models/runs are ExperimentConfig fields (ddeqs/config.py), validated per run by
@@ -120,6 +127,10 @@ class Plan(_Strict):
     grids: dict[GridName, Grid] = Field(
         None, description="ablation grids; each value of a grid is one child run <run>--<grid>-<value>")
     flow: Flow = Field(None, description="the App. D.9 MMD flow of Figures 16-17 (no training)")
+    select: Select = Field(
+        None, description="build only part of the profile (e.g. params/demo.yaml over params/cpu.yaml): the named "
+                          "main runs and grids; tables and figures show what was built, and the claims that need the "
+                          "rest say 'not measurable'")
 
     @model_validator(mode="after")
     def _names_resolve(self) -> Plan:
@@ -132,7 +143,34 @@ class Plan(_Strict):
                 if parent not in self.runs:
                     raise ValueError(f"grid {grid!r} refers to run {parent!r}, which is not in 'runs'"
                                      f"{suggest(parent, list(self.runs))}")
+        sel = self.select
+        if sel is not None:
+            for name in sel.runs or []:
+                if name not in self.runs:
+                    raise ValueError(f"select.runs names {name!r}, which is not in 'runs'{suggest(name, list(self.runs))}")
+            for grid in sel.grids or []:
+                if grid not in (self.grids or {}):
+                    raise ValueError(f"select.grids names {grid!r}, which is not in 'grids'"
+                                     f"{suggest(grid, list(self.grids or {}))}")
+            for grid, spec in self.selected_grids().items():
+                left = [r for r in spec.runs if r not in self.selected_runs()]
+                if left:
+                    raise ValueError(f"grid {grid!r} trains children of {', '.join(left)}, which select.runs leaves out; "
+                                     f"add them to select.runs or leave {grid!r} out of select.grids")
         return self
+
+    def selected_runs(self) -> list[str]:
+        """The main runs this configuration trains: ``select.runs``, else every run of ``runs``."""
+        if self.select is not None and self.select.runs is not None:
+            return list(self.select.runs)
+        return list(self.runs)
+
+    def selected_grids(self) -> dict[str, Grid]:
+        """The ablation grids this configuration trains: ``select.grids``, else every grid."""
+        grids = dict(self.grids or {})
+        if self.select is not None and self.select.grids is not None:
+            return {g: grids[g] for g in self.select.grids}
+        return grids
 
     def grid(self, name: str) -> Grid | None:
         """The grid called ``name``, or None when the plan has no such grid."""
@@ -232,12 +270,13 @@ def main_run_fields(plan: Plan, name: str) -> dict[str, Any]:
 
 
 def build_runs(plan: Plan) -> dict[str, dict[str, Any]]:
-    """``{run name: ExperimentConfig dict (JSON mode)}`` for every main run and every grid child.
+    """``{run name: ExperimentConfig dict (JSON mode)}`` for every selected main run and grid child
+    (all of them without ``select``).
 
     Every run is validated by :mod:`ddeqs.config`; a bad field raises :class:`ConfigError` naming the run.
     """
-    runs = {name: main_run_fields(plan, name) for name in plan.runs}
-    for grid, spec in (plan.grids or {}).items():
+    runs = {name: main_run_fields(plan, name) for name in plan.selected_runs()}
+    for grid, spec in plan.selected_grids().items():
         for parent in spec.runs:
             for value in spec.values:
                 child = child_name(parent, grid, value)

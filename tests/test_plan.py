@@ -96,3 +96,30 @@ def test_several_files_merge_in_order(tmp_path: Path) -> None:
     dup.write_text("profile: a\nprofile: b\n")
     with pytest.raises(ConfigError, match="duplicate key"):
         read_config(dup)
+
+
+def test_select_builds_only_the_named_part_of_a_profile(tmp_path: Path) -> None:
+    """params/demo.yaml over params/cpu.yaml: the demo's runs, with the cpu profile's settings."""
+    full = build_runs(load_plan(REPO / "params/cpu.yaml"))
+    demo = build_runs(load_plan([REPO / "params/cpu.yaml", REPO / "params/demo.yaml"]))
+    wanted = set(yaml.safe_load((REPO / "params/demo.yaml").read_text())["select"]["runs"])
+    assert set(demo) == wanted and len(full) > len(demo)
+    for name in demo:  # same settings as in the full profile, apart from the profile's name
+        a, b = dict(full[name]), dict(demo[name])
+        a.pop("tracking"), b.pop("tracking")
+        assert a == b, name
+        assert demo[name]["tracking"]["experiment"].startswith("ddeqs-demo-")
+    raw = _smoke()
+    raw["select"] = {"runs": ["mnist-cls-ddeq"], "grids": ["z_particles"]}  # its parents are not all selected
+    with pytest.raises(ConfigError, match="z_particles(.|\n)*modelnet-cls-ddeq(.|\n)*select.runs"):
+        plan_from_dict(raw)
+    raw["select"] = {"runs": ["mnist-cpl-pt"]}
+    with pytest.raises(ConfigError, match="select.runs names 'mnist-cpl-pt', which is not in 'runs'"):
+        plan_from_dict(raw)
+    raw["select"] = {"grids": ["z_particle"]}
+    with pytest.raises(ConfigError, match="select.grids names 'z_particle'(.|\n)*did you mean 'z_particles'"):
+        plan_from_dict(raw)
+    raw["select"] = {"runs": ["mnist-cls-ddeq", "modelnet-cls-ddeq"], "grids": ["z_particles"]}
+    runs = build_runs(plan_from_dict(raw))
+    assert sorted(n for n in runs if "--" not in n) == ["mnist-cls-ddeq", "modelnet-cls-ddeq"]
+    assert len(runs) == 2 + 2 * 8

@@ -5,7 +5,7 @@
 #   snakemake ablations            every ablation child
 #   snakemake results/paper/runs/mnist-cpl-ddeq--noise-0.2/metrics.json     one run
 
-MAIN_RUNS = list(config["runs"])
+MAIN_RUNS = [name for name in RUNS if "--" not in name]
 ABLATION_RUNS = [name for name in RUNS if "--" in name]
 
 
