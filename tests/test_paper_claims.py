@@ -403,3 +403,38 @@ def test_report_links_claims(tmp_path, capsys):
     readme = (res / "README.md").read_text()
     assert "## The paper's claims, checked" in readme and "[claims.md](claims.md)" in readme
     assert "`cls-competitive` (Table 1" in readme
+
+
+# -- did every model learn? -------------------------------------------------------------------------
+
+
+def test_learning_check_flags_chance_accuracy_and_completion_that_did_not_move(tmp_path, capsys):
+    from ddeqs.paper.learning import LEARNED, NO_BASELINE, NOT_LEARNED, check_learning
+
+    runs = make_runs(tmp_path / "runs")
+    update_run(runs, "mnist-cls-pointnet", {"accuracy": 0.12, "accuracy_se": 0.017})  # 10 digit classes: chance
+    update_run(runs, "mnist-cls-ddeq", {"accuracy": 0.881, "accuracy_se": 0.017})
+    update_run(runs, "mnist-cpl-ddeq", {"w2_free": 1.53, "w2_free_se": 0.02},
+               init={"w2_free": 2.28, "w2_free_se": 0.02, "n": 50})  # -33 %: learned
+    update_run(runs, "mnist-cpl-pcn", {"w2_full": 1.30, "w2_full_se": 0.03},
+               init={"w2_full": 1.38, "w2_full_se": 0.03, "n": 50})  # -6 %: not "well below"
+    by_run = {e["run"]: e for e in check_learning(RunStore(runs))}
+    assert all("--" not in r for r in by_run) and len(by_run) == 10  # main runs only
+    assert by_run["mnist-cls-ddeq"]["verdict"] == LEARNED and by_run["mnist-cls-ddeq"]["baseline"] == pytest.approx(0.1)
+    assert by_run["mnist-cls-pointnet"]["verdict"] == NOT_LEARNED  # not twice chance
+    assert by_run["modelnet-cls-pt"]["baseline"] == pytest.approx(1 / 8)  # shapes: 8 classes
+    assert by_run["mnist-cpl-ddeq"]["verdict"] == LEARNED and "(-33 %)" in by_run["mnist-cpl-ddeq"]["text"]
+    assert by_run["mnist-cpl-pcn"]["verdict"] == NOT_LEARNED and by_run["mnist-cpl-pcn"]["metric"] == "w2_full"
+    assert by_run["modelnet-cpl-ddeq"]["verdict"] == NO_BASELINE  # trained without train.eval_init
+    # written into claims.md / claims.json and named in the one-screen summary
+    md, js = tmp_path / "claims.md", tmp_path / "claims.json"
+    assert main(["paper", "claims", "--runs", str(runs), "--profile", "smoke", "--md", str(md), "--json", str(js),
+                 "--flow-particles", "20", "--flow-iters", "50", "--flow-seeds", "1", "--only-claims", "pcn-faster"]) == 0
+    out = capsys.readouterr().out
+    assert "Did every model learn? 6 of 10 main runs learned:" in out
+    assert "mnist-cls-pointnet: did not learn, accuracy 12.0 %" in out and "mnist-cpl-ddeq:" not in out
+    data = json.loads(js.read_text())
+    assert [e["verdict"] for e in data["learning"] if e["run"] == "mnist-cpl-pcn"] == [NOT_LEARNED]
+    text = md.read_text()
+    assert text.index("## Did every model learn?") < text.index("## The claims") < text.index("| Claim |")
+    assert "| mnist-cpl-ddeq | w2_free 2.28 untrained -> 1.53 ± 0.02 (-33 %) | learned |" in text

@@ -243,7 +243,9 @@ def _claims(args: argparse.Namespace) -> int:
     store, ctx = _setup(args)
     results = evaluate_claims(store, ctx, flow_ratio_fn(args.flow_particles, args.flow_iters),
                               tuple(range(args.flow_seeds)), _split(args.only_claims))
-    data = write_claims(results, ctx, args.runs, args.md, args.json)
+    from ddeqs.paper.learning import check_learning
+
+    data = write_claims(results, ctx, args.runs, args.md, args.json, check_learning(store))
     print(summary_text(data))
     print(f"wrote {args.md}, {args.json}")
     return 0

@@ -21,13 +21,14 @@ class DatasetSpec:
     dim: int
     embedded: bool
     description: str
+    num_classes: int  # labels of the whole dataset (a run may keep fewer with data.classes)
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "mnist-pc": DatasetSpec("mnist-pc", 2, False, "MNIST point clouds (Kaggle cristiangarcia/pointcloudmnist2d)"),
-    "modelnet40-s": DatasetSpec("modelnet40-s", 3, False, "ModelNet40 mesh vertices voxelized to <= 800 points"),
-    "digits": DatasetSpec("digits", 2, True, "scikit-learn handwritten digits as 2-D point clouds (embedded)"),
-    "shapes": DatasetSpec("shapes", 3, True, "procedural .off meshes in the ModelNet40 layout (embedded)"),
+    "mnist-pc": DatasetSpec("mnist-pc", 2, False, "MNIST point clouds (Kaggle cristiangarcia/pointcloudmnist2d)", 10),
+    "modelnet40-s": DatasetSpec("modelnet40-s", 3, False, "ModelNet40 mesh vertices voxelized to <= 800 points", 40),
+    "digits": DatasetSpec("digits", 2, True, "scikit-learn handwritten digits as 2-D point clouds (embedded)", 10),
+    "shapes": DatasetSpec("shapes", 3, True, "procedural .off meshes in the ModelNet40 layout (embedded)", 8),
 }
 
 

@@ -737,8 +737,11 @@ def counts(results: list[ClaimResult]) -> dict[str, int]:
     return {v: sum(r.outcome.verdict == v for r in results) for v in VERDICTS}
 
 
-def to_json(results: list[ClaimResult], ctx: PaperContext, runs_root: str | Path) -> dict[str, Any]:
+def to_json(results: list[ClaimResult], ctx: PaperContext, runs_root: str | Path,
+            learning: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The claims and, when given, the learning check of every main run (:mod:`ddeqs.paper.learning`)."""
     return {"profile": ctx.profile, "roles": ctx.roles, "runs": str(runs_root), "z": Z, "counts": counts(results),
+            "learning": [{k: _js(v) if isinstance(v, float) else v for k, v in e.items()} for e in learning or []],
             "claims": [r.as_dict() for r in results]}
 
 
@@ -756,6 +759,15 @@ def to_markdown(data: dict[str, Any]) -> str:
              f"in this profile.", "",
              "| Claim | Source | Paper | Reproduced (± margin) | Verdict | Reason |",
              "|---|---|---|---|---|---|"]
+    learning = data.get("learning") or []
+    if learning:  # before the claims: a claim read off models that learned nothing means nothing
+        bad = [e for e in learning if e["verdict"] != "learned"]
+        head = ["## Did every model learn?", "",
+                f"**{len(learning) - len(bad)} of {len(learning)} main runs learned** (classification: at least twice "
+                "chance and above it beyond the margin; completion: W2 at least 20 % below the untrained model's, "
+                "beyond the margin).", "", "| Run | Test metric | Verdict |", "|---|---|---|"]
+        head += [f"| {e['run']} | {_md(e['text'])} | {e['verdict']} |" for e in learning]
+        lines[4:4] = head + ["", "## The claims", ""]
     for r in data["claims"]:
         lines.append("| " + " | ".join(_md(x) for x in (f"**{r['id']}**: {r['statement']}", r["source"], r["paper"],
                                                             r["reproduced"], r["verdict"], r["reason"])) + " |")
@@ -782,13 +794,22 @@ def summary_text(data: dict[str, Any], width: int = 100) -> str:
         out.append(head + (tail if len(tail) <= room else tail[: room - 1] + "…"))
     c = data["counts"]
     out.append(f"  {c[REPRODUCED]} reproduced, {c[NOT_REPRODUCED]} not reproduced, {c[NOT_MEASURABLE]} not measurable")
+    learning = data.get("learning") or []
+    if learning:
+        # one screen: every run that did not learn, named with its metric; the rest counted
+        bad = [e for e in learning if e["verdict"] != "learned"]
+        out.append(f"Did every model learn? {len(learning) - len(bad)} of {len(learning)} main runs learned"
+                   + (" (claims.md, 'Did every model learn?')" if not bad else ":"))
+        for e in bad:
+            line = f"  {e['run']}: {e['verdict']}, {e['text']}"
+            out.append(line if len(line) <= width else line[: width - 1] + "…")
     return "\n".join(out)
 
 
 def write_claims(results: list[ClaimResult], ctx: PaperContext, runs_root: str | Path, md_path: str | Path,
-                 json_path: str | Path) -> dict[str, Any]:
-    """Write ``claims.md`` and ``claims.json``; returns the JSON content."""
-    data = to_json(results, ctx, runs_root)
+                 json_path: str | Path, learning: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Write ``claims.md`` and ``claims.json`` (with the learning check, when given); returns the JSON content."""
+    data = to_json(results, ctx, runs_root, learning)
     for p, text in ((Path(md_path), to_markdown(data)), (Path(json_path), json.dumps(data, indent=2) + "\n")):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text)
