@@ -115,6 +115,20 @@ def test_smoke_is_the_same_dag_on_embedded_data(wf: Path) -> None:
     assert re.search(r'^Shell command: "[^"]*python[^"]*" -m ddeqs train --params results/smoke/params/', out, re.M)
 
 
+def test_cpu_profile_and_the_demo_selected_from_it(wf: Path) -> None:
+    """params/cpu.yaml is the whole DAG on embedded data; params/demo.yaml over it trains only its 4 digits runs."""
+    full = job_counts(snakemake(wf, "all", "-n", "--configfile", "params/cpu.yaml").stdout)
+    # 10 main runs + grid children: z_particles 4 x 2, pushforward 3, iters 4, noise 4 x 2, input_share 5, solver 3
+    assert full["train"] == 10 + 8 + 3 + 4 + 8 + 5 + 3
+    out = snakemake(wf, "all", "-n", "--configfile", "params/cpu.yaml", "params/demo.yaml").stdout
+    counts = job_counts(out)
+    assert counts["train"] == 4 and counts["paper_claims"] == counts["paper_tables"] == 1
+    for name in ("mnist-cls-ddeq", "mnist-cls-pointnet", "mnist-cpl-ddeq", "mnist-cpl-pcn"):
+        assert f"results/demo/runs/{name}/metrics.json" in out, name
+    assert "results/cpu" not in out and "data/processed/shapes" not in out  # only the demo's data, only results/demo
+    assert "--config params/cpu.yaml --config params/demo.yaml" in out  # the paper rules read the same plan
+
+
 @pytest.mark.parametrize("configfile", [None, "params/smoke.yaml"])
 def test_lint_is_clean(wf: Path, configfile: str | None) -> None:
     """Lint is clean except two deliberate choices (docs/pipeline.md): no per-rule conda env (one

@@ -1,7 +1,8 @@
 """End to end: the smoke DAG through DVC in a temporary git repository (integration, slow).
 
 The smoke configuration is trained ONCE per session (fixture `smoke`: `dvc repro` of a copy of the
-working tree, which runs the make-demo Snakemake DAG); every test below reuses its outputs.
+working tree, which runs the smoke Snakemake DAG: every table, figure and claim); every test below
+reuses its outputs. (`make demo` runs the digits runs of params/cpu.yaml instead: docs/reproduction.md.)
 """
 
 from __future__ import annotations
