@@ -21,8 +21,9 @@ from torchdeq.solver import get_solver, register_solver
 from torchdeq.solver.stat import SolverStat
 
 from ddeqs.config import SolverConfig
-from ddeqs.solver.naive import naive_wgf_solve
-from ddeqs.solver.wgf import wgf_solve
+from ddeqs.solver.loop import GradientFn, wgf_loop
+from ddeqs.solver.naive import NaiveGradient
+from ddeqs.solver.wgf import FastGradient
 
 CLASSICAL = {"fixed_point": "fixed_point_iter", "anderson": "anderson", "broyden": "broyden"}
 
@@ -68,14 +69,15 @@ def ddeqs_wgf_solver(
     torchdeq's ``func`` (same values; e.g. detached X branch, movable rows only, compiled).
     ``full_func`` (naive path): F with its X branch recomputed at every call.
     """
-    kw = dict(mask=mask, movable=movable, iters=int(max_iter), step=step, tol=tol, momentum=momentum, nesterov=nesterov,
-              ratio=objective_ratio)
+    movable = mask if movable is None else movable & mask
+    gradient: GradientFn
     if impl == "naive":
         if full_func is None:
             raise ValueError("solver.impl='naive' needs full_func (F with its X branch) in solver_kwargs")
-        z, info = naive_wgf_solve(full_func, x0, **kw)
+        gradient = NaiveGradient(full_func, mask, movable)
     else:
-        z, info = wgf_solve(solve_func or func, x0, **kw)
+        gradient = FastGradient(solve_func or func, mask, movable, x0.dtype)
+    z, info = wgf_loop(gradient, x0, mask, int(max_iter), step, tol, momentum, nesterov, objective_ratio)
     return z, ([z] if indexing else []), _stat(z, info)
 
 
