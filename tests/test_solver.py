@@ -194,3 +194,21 @@ def test_objective_ratio_stops_each_sample_at_its_relative_level(momentum: float
     assert (final <= 0.3 * obj[:, 0] + 1e-12).all()
     z_n, info_n = naive_wgf_solve(full, z0, zm, movable, **kw)
     assert info_n["iters"] == info["iters"] and torch.allclose(z, z_n, atol=1e-7)
+
+
+def test_solvers_registered_by_build_deq_not_by_import():
+    """torchdeq knows the ddeqs_* solvers once build_deq ran (explicit call), not merely after the import."""
+    import importlib
+
+    import torchdeq.solver as tsolver
+
+    import ddeqs.solver.deq as deq
+
+    names = [deq.solver_name(k) for k in ("wgf", *deq.CLASSICAL)]
+    for name in names:
+        tsolver._solvers.pop(name, None)
+    importlib.reload(deq)  # importing the module registers nothing
+    assert not any(name in tsolver._solvers for name in names)
+    cfg = load_config(None, ["solver.kind=anderson"])
+    deq.build_deq(cfg.solver)
+    assert all(name in tsolver._solvers for name in names)

@@ -1,7 +1,8 @@
 """torchdeq integration: the WGF solver and the classical DEQ solvers behind one ``get_deq``.
 
 * ``wgf``: :func:`ddeqs.solver.wgf.wgf_solve` (``impl="fast"``) or the naive reference
-  (``impl="naive"``), registered with ``torchdeq.solver.register_solver`` as ``"ddeqs_wgf"``.
+  (``impl="naive"``), registered with ``torchdeq.solver.register_solver`` as ``"ddeqs_wgf"`` by
+  :func:`register_solvers`, which :func:`build_deq` calls (nothing is registered at import).
 * ``fixed_point`` / ``anderson`` / ``broyden`` (paper App. D.5): torchdeq's
   ``fixed_point_iter`` / ``anderson`` / ``broyden`` on the same ``f(z) = where(movable, F(z), z)``
   (fixed and padded rows stay where they are), registered as thin wrappers that also return ``z*``.
@@ -101,9 +102,15 @@ def _classical(name: str) -> Callable:
     return solver
 
 
-register_solver("ddeqs_wgf", ddeqs_wgf_solver)
-for _kind, _name in CLASSICAL.items():
-    register_solver(f"ddeqs_{_kind}", _classical(_name))
+def register_solvers() -> None:
+    """Register ``ddeqs_wgf`` and ``ddeqs_{fixed_point,anderson,broyden}`` with torchdeq (idempotent).
+
+    Called by :func:`build_deq` (where the model's DEQ is built), not at import: torchdeq's
+    ``get_deq(f_solver=...)`` looks solvers up by name in its registry.
+    """
+    register_solver("ddeqs_wgf", ddeqs_wgf_solver)
+    for kind, name in CLASSICAL.items():
+        register_solver(f"ddeqs_{kind}", _classical(name))
 
 
 def solver_name(kind: str) -> str:
@@ -114,7 +121,11 @@ def solver_name(kind: str) -> str:
 
 
 def build_deq(cfg: SolverConfig) -> torch.nn.Module:
-    """torchdeq ``DEQSliced`` for ``cfg`` (phantom gradient with ``grad_steps`` steps and damping ``tau``)."""
+    """torchdeq ``DEQSliced`` for ``cfg`` (phantom gradient with ``grad_steps`` steps and damping ``tau``).
+
+    Registers this project's solvers with torchdeq first (:func:`register_solvers`).
+    """
+    register_solvers()
     return get_deq(
         core="sliced",
         f_solver=solver_name(cfg.kind),
