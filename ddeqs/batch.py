@@ -72,8 +72,3 @@ def pad_clouds(
         pts[i, : c.shape[0]] = c
         mask[i, : c.shape[0]] = True
     return pts, mask
-
-
-def unpad(points: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
-    """Inverse of :func:`pad_clouds`: a list of ``(n_i, d)`` tensors."""
-    return [p[m] for p, m in zip(points, mask)]

@@ -7,7 +7,9 @@ Every function takes padded batches with explicit masks (``x`` ``(B, N, d)`` wit
 * :func:`w2`: exact 2-Wasserstein distance, ``sqrt`` of the optimal transport cost with squared
   Euclidean ground cost (POT's network simplex ``ot.emd2``; paper Table 2).
 * :func:`ot_distance`: exact optimal transport cost with Euclidean ground cost (= W1; Table 6).
-* :func:`chamfer`: symmetric Chamfer distance (mean nearest-neighbour distance both ways).
+* :func:`chamfer`: symmetric Chamfer distance (mean nearest-neighbour distance both ways), masks
+  optional; :func:`chamfer_distance`: the same with masks required and an optional squared
+  variant (PCN's training loss, :mod:`ddeqs.models.pcn`).
 * :func:`mmd2`: Riesz-kernel MMD² (:func:`ddeqs.mmd.riesz_mmd2`).
 * :func:`mean_and_se`: mean and standard error over samples.
 """
@@ -22,7 +24,7 @@ import torch
 
 from ddeqs.mmd import riesz_mmd2
 
-__all__ = ["chamfer", "mean_and_se", "mmd2", "ot_cost", "ot_distance", "w2"]
+__all__ = ["chamfer", "chamfer_distance", "mean_and_se", "mmd2", "ot_cost", "ot_distance", "w2"]
 
 
 def _clouds(x: torch.Tensor, x_mask: torch.Tensor | None) -> list[np.ndarray]:
@@ -62,11 +64,63 @@ def ot_distance(
     return torch.tensor([ot_cost(a, b, 1) for a, b in zip(xs, ys)], dtype=torch.float64)
 
 
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over dim 1 of ``x (B, N, C)`` over the rows where ``mask (B, N)`` is True -> ``(B, C)``."""
+    m = mask.unsqueeze(-1)
+    return x.masked_fill(~m, 0.0).sum(1) / m.sum(1).clamp_min(1).to(x.dtype)
+
+
+def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows of ``x (B, N, C)`` at ``idx (B, n, k)`` (long, in ``[0, N)``) -> ``(B, n, k, C)``."""
+    flat = idx.reshape(idx.shape[0], -1)
+    return torch.gather(x, 1, flat.unsqueeze(-1).expand(-1, -1, x.shape[-1])).reshape(*idx.shape, x.shape[-1])
+
+
+_CHAMFER_CANDIDATES = 4  # nearest-neighbour candidates per point taken from the Gram distances
+
+
+def chamfer_distance(
+    x: torch.Tensor, x_mask: torch.Tensor, y: torch.Tensor, y_mask: torch.Tensor, squared: bool = False
+) -> torch.Tensor:
+    """Symmetric Chamfer distance per cloud -> ``(B,)``, differentiable.
+
+    ``CD(X, Y) = mean_{x in X} min_{y in Y} |x - y| + mean_{y in Y} min_{x in X} |x - y|`` over real
+    points only (``x (B, N, d)`` with ``x_mask (B, N)``; ``y (B, M, d)`` with ``y_mask (B, M)``).
+    Default: plain Euclidean distances, as in PCN (Yuan et al. 2018, "CD"); ``squared=True`` uses
+    squared distances (the PyTorch3D / many-codebases variant).
+
+    Precision in float32: ``torch.cdist`` (Gram formula, ``|x|² + |y|² - 2x·y``) of the centred
+    clouds only proposes the ``_CHAMFER_CANDIDATES`` nearest points of each point, without a graph;
+    the distances that enter the value and the gradient are computed from explicit differences of
+    those candidates. Gram distances alone lose their digits for close fits (rounding ~1e-7 · |x|²
+    in d², then ``sqrt``): 17-21 % gradient error at 1e-3 residuals before this.
+    """
+    xz = x.masked_fill(~x_mask.unsqueeze(-1), 0.0)  # padded rows inert, even NaN ones
+    yz = y.masked_fill(~y_mask.unsqueeze(-1), 0.0)
+    with torch.no_grad():
+        centre = _masked_mean(yz, y_mask).unsqueeze(1)  # (B, 1, d); translation does not change distances
+        d = torch.cdist(xz - centre, yz - centre)  # (B, N, M), candidates only
+        d = d.masked_fill(~(x_mask.unsqueeze(2) & y_mask.unsqueeze(1)), float("inf"))
+        near_y = d.topk(min(_CHAMFER_CANDIDATES, d.shape[2]), dim=2, largest=False).indices  # (B, N, k)
+        near_x = d.topk(min(_CHAMFER_CANDIDATES, d.shape[1]), dim=1, largest=False).indices  # (B, k, M)
+        near_x = near_x.transpose(1, 2)  # (B, M, k)
+
+    def nearest(p: torch.Tensor, q: torch.Tensor, q_mask: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Exact ``min_k |p_i - q_{idx[i, k]}|`` (or its square) over real candidates -> ``(B, len(p))``."""
+        diff = p.unsqueeze(2) - _gather(q, idx)  # (B, n, k, d)
+        dist = diff.pow(2).sum(-1) if squared else torch.linalg.vector_norm(diff, dim=-1)  # grad 0 at 0
+        real = torch.gather(q_mask, 1, idx.reshape(idx.shape[0], -1)).reshape(idx.shape)
+        return dist.masked_fill(~real, float("inf")).amin(dim=2)
+
+    x_to_y = nearest(xz, yz, y_mask, near_y)  # (B, N)
+    y_to_x = nearest(yz, xz, x_mask, near_x)  # (B, M)
+    return _masked_mean(x_to_y.unsqueeze(-1), x_mask).squeeze(-1) + _masked_mean(y_to_x.unsqueeze(-1), y_mask).squeeze(-1)
+
+
 def chamfer(x: torch.Tensor, x_mask: torch.Tensor | None, y: torch.Tensor, y_mask: torch.Tensor | None) -> torch.Tensor:
     """Symmetric Chamfer distance per cloud, ``(B,)``, differentiable:
     ``mean_x min_y |x - y| + mean_y min_x |x - y|`` (Euclidean, not squared; PCN's "CD")."""
-    from ddeqs.models.pointops import chamfer_distance  # the same function PCN trains with
-
+    # the same function PCN trains with (ddeqs.models.pcn.pcn_loss)
     if x_mask is None:
         x_mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
     if y_mask is None:

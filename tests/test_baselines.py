@@ -11,13 +11,13 @@ from sklearn.datasets import load_digits
 from ddeqs.batch import pad_clouds
 from ddeqs.config import load_config
 from ddeqs.errors import DataError
+from ddeqs.metrics import chamfer_distance
 from ddeqs.models import build_model, count_parameters
 from ddeqs.models.pcn import PCN, pcn_alpha, pcn_loss
 from ddeqs.models.point_transformer import PointTransformerClassifier
 from ddeqs.models.pointnet import PointNetClassifier
 from ddeqs.models.pointops import (
     MaskedBatchNorm,
-    chamfer_distance,
     farthest_point_sample,
     knn,
     resample_fill,

@@ -99,7 +99,7 @@ def test_bench_step_cli_writes_ratios_and_memory(tmp_path: Path, capsys: pytest.
     rc = cli_main(["bench", "step", "--task", "completion", "--batch", "2", "--points", "20", "--iters", "2", "4",
                    "--impl", "fast", "naive", "--repeats", "1", "--warmup", "0", "--no-isolate", "--check",
                    "--check-iters", "4",
-                   "--json", str(out), *TINY_ARGS])
+                   "--out", str(out), *TINY_ARGS])
     assert rc == 0
     text = capsys.readouterr().out
     assert "speed-up at 4 iterations: naive / fast" in text and "peak memory fast" in text
@@ -114,7 +114,7 @@ def test_bench_step_cli_writes_ratios_and_memory(tmp_path: Path, capsys: pytest.
 def test_bench_momentum_cli_zero_momentum_reproduces_plain_descent(tmp_path: Path):
     out = tmp_path / "momentum.json"
     rc = cli_main(["bench", "momentum", "--batch", "2", "--points", "20", "--iters", "12", "--momentum", "0", "0.5",
-                   "--nesterov", "no", "--tol", "0.01", "--json", str(out), *TINY_ARGS])
+                   "--nesterov", "no", "--tol", "0.01", "--out", str(out), *TINY_ARGS])
     assert rc == 0
     data = json.loads(out.read_text())
     plain, heavy = data["rows"]

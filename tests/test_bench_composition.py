@@ -79,7 +79,7 @@ def test_cli_on_a_trained_digits_run(tmp_path: Path) -> None:
     assert train.returncode == 0, train.stderr
     out = tmp_path / "composition.json"
     res = subprocess.run([sys.executable, "-m", "ddeqs", "bench", "composition", str(run), "--clouds", "6", "--batch",
-                          "3", "--iters", "20", "--json", str(out)], capture_output=True, text=True, timeout=300)
+                          "3", "--iters", "20", "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "float32" in res.stdout and "float64" in res.stdout and "accuracy of the alone solves" in res.stdout
     rows = {r["dtype"]: r for r in json.loads(out.read_text())["results"]}

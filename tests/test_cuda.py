@@ -134,8 +134,8 @@ def test_bench_step_cli_on_cuda(tmp_path, capsys) -> None:  # type: ignore[no-un
     js = tmp_path / "step.json"
     sets = [a for o in ("model.z_dim=16", "model.bilinear_dim=4", "model.heads=4", "model.ffn_dim=32")
             for a in ("--set", o)]
-    assert main(["bench", "step", "--device", "cuda", "--batch", "2", "--points", "16", "--iters", "3", "--impl",
-                 "fast", "naive", "--repeats", "1", "--warmup", "0", "--no-isolate", *sets, "--json", str(js)]) == 0
+    assert main(["bench", "step", "--set", "train.device=cuda", "--batch", "2", "--points", "16", "--iters", "3", "--impl",
+                 "fast", "naive", "--repeats", "1", "--warmup", "0", "--no-isolate", *sets, "--out", str(js)]) == 0
     res = json.loads(js.read_text())["results"]
     assert [r["device"] for r in res] == [torch.cuda.get_device_name()] * 2
     assert all(r["peak_mem_mib"] is not None for r in res)

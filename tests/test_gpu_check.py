@@ -53,9 +53,9 @@ def test_report_from_a_real_bench_step_json(tmp_path: Path, capsys: pytest.Captu
     js = tmp_path / "step.json"
     sets = [a for o in ("model.z_dim=16", "model.bilinear_dim=4", "model.heads=4", "model.ffn_dim=32",
                         "model.coupling_width=8") for a in ("--set", o)]
-    assert main(["bench", "step", "--task", "completion", "--device", "cpu", "--batch", "2", "--points", "12",
+    assert main(["bench", "step", "--task", "completion", "--set", "train.device=cpu", "--batch", "2", "--points", "12",
                  "--iters", "3", "--impl", "fast", "naive", "--repeats", "1", "--warmup", "0", "--no-isolate",
-                 "--check", "--check-iters", "3", *sets, "--json", str(js)]) == 0
+                 "--check", "--check-iters", "3", *sets, "--out", str(js)]) == 0
     med, summary = gpu_check.bench_summary(json.loads(js.read_text()))
     assert set(med) == {"fast", "naive"} and med["fast"] > 0
     assert "naive/fast" in summary and "at 3 iterations" in summary and "Z* max |fast - naive|" in summary

@@ -39,7 +39,7 @@ def test_paper_tables_strict_error_is_clean(tmp_path, capsys):
 
 
 def test_flow_cli(tmp_path, capsys):
-    assert main(["flow", "--order", "8", "--iters", "30", "--particles", "10", "--out", str(tmp_path)]) == 0
+    assert main(["paper", "flow", "--order", "8", "--iters", "30", "--particles", "10", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "flow-8.npz").is_file() and (tmp_path / "flow-8.png").stat().st_size > 1000
     assert "MMD²" in capsys.readouterr().out
 

@@ -98,6 +98,34 @@ def test_fast_path_runs_x_branch_once_naive_every_step():
     hook.remove()
 
 
+def test_one_loop_runs_both_gradient_functions(monkeypatch: pytest.MonkeyPatch):
+    """Fast and naive differ only in the gradient function plugged into the one loop (ddeqs.solver.loop)."""
+    import ddeqs.solver.deq as deq
+    from ddeqs.solver.loop import GradientFn, wgf_loop
+    from ddeqs.solver.naive import NaiveGradient
+    from ddeqs.solver.wgf import FastGradient
+
+    f, fast, full, z0, zm, movable = _fmap_problem(False)
+    seen = []
+    real_loop = deq.wgf_loop
+    monkeypatch.setattr(deq, "wgf_loop", lambda gradient, *a, **k: seen.append(type(gradient)) or real_loop(gradient, *a, **k))
+    for impl in ("fast", "naive"):
+        deq.ddeqs_wgf_solver(fast, z0, max_iter=3, mask=zm, movable=movable, step=0.5, impl=impl, full_func=full)
+    assert seen == [FastGradient, NaiveGradient]
+
+    class Halved(GradientFn):  # any gradient function plugs in: here half the fast gradient
+        def __init__(self) -> None:
+            self.inner = FastGradient(fast, zm, movable, z0.dtype)
+
+        def __call__(self, z):
+            obj, g, fz = self.inner(z)
+            return obj, 0.5 * g, fz
+
+    z_half, _ = wgf_loop(Halved(), z0, zm, iters=4, step=1.0)
+    z_fast, _ = wgf_solve(fast, z0, zm, movable, iters=4, step=0.5)
+    assert torch.allclose(z_half, z_fast, atol=1e-12)
+
+
 def test_tol_stops_early_and_gradient_is_zero_on_fixed_rows():
     f, fast, full, z0, zm, movable = _fmap_problem(False)
     obj, g, fz = wgf_gradient(fast, z0, zm, movable)
@@ -135,7 +163,7 @@ def test_classical_solvers_keep_padding_and_fixed_rows(kind: str):
 
 def test_momentum_returns_the_best_iterate_and_stops_on_the_window_rule():
     """Heavy ball overshoots: the solver returns each sample's lowest-objective iterate; tol stops it early."""
-    from ddeqs.solver.wgf import StopRule
+    from ddeqs.solver.loop import StopRule
 
     f, fast, full, z0, zm, movable = _fmap_problem(False)
     z, info = wgf_solve(fast, z0, zm, movable, iters=60, step=2.0, momentum=0.8)
@@ -166,3 +194,21 @@ def test_objective_ratio_stops_each_sample_at_its_relative_level(momentum: float
     assert (final <= 0.3 * obj[:, 0] + 1e-12).all()
     z_n, info_n = naive_wgf_solve(full, z0, zm, movable, **kw)
     assert info_n["iters"] == info["iters"] and torch.allclose(z, z_n, atol=1e-7)
+
+
+def test_solvers_registered_by_build_deq_not_by_import():
+    """torchdeq knows the ddeqs_* solvers once build_deq ran (explicit call), not merely after the import."""
+    import importlib
+
+    import torchdeq.solver as tsolver
+
+    import ddeqs.solver.deq as deq
+
+    names = [deq.solver_name(k) for k in ("wgf", *deq.CLASSICAL)]
+    for name in names:
+        tsolver._solvers.pop(name, None)
+    importlib.reload(deq)  # importing the module registers nothing
+    assert not any(name in tsolver._solvers for name in names)
+    cfg = load_config(None, ["solver.kind=anderson"])
+    deq.build_deq(cfg.solver)
+    assert all(name in tsolver._solvers for name in names)

@@ -386,7 +386,7 @@ def test_cli_train_on_digits_killed_in_epoch_2_resumes_to_identical_metrics(tmp_
         [h["train_loss"] for h in json.loads((ref / "history.json").read_text())["epochs"]]
     assert not ckpt_file.exists()  # removed after success
     # ddeqs evaluate recomputes the same test metrics from config.yaml + model.pt
-    ev = subprocess.run([sys.executable, "-m", "ddeqs", "evaluate", str(ref), "--quiet", "--no-track"], env=env,
+    ev = subprocess.run([sys.executable, "-m", "ddeqs", "evaluate", str(ref), "--quiet", "--no-tracking"], env=env,
                         capture_output=True, text=True, timeout=300)
     assert ev.returncode == 0, ev.stderr
     assert "accuracy" in ev.stdout

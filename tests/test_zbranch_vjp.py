@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from ddeqs.config import SolverConfig
+from ddeqs.models.ddeq.fastpath import zbranch_applies as applies
 from ddeqs.models.ddeq.fmap import FMap
 from ddeqs.models.ddeq.layers import DropoutState
 from ddeqs.models.ddeq.step import make_solve_func
-from ddeqs.models.ddeq.zbranch_vjp import ZBranch, applies, zbranch_backward, zbranch_forward
+from ddeqs.models.ddeq.zbranch_vjp import ZBranch, zbranch_backward, zbranch_forward
 
 SMALL = dict(z_dim=16, bilinear_dim=4, heads=4, ffn_dim=24)
 
@@ -91,13 +92,13 @@ def test_gradcheck_of_the_autograd_node() -> None:
 def test_applies_only_where_the_hand_written_branch_is_exact() -> None:
     fmap, ctx, _ = _setup()
     solve_ctx = ctx.detached().dense()
-    assert applies(fmap, solve_ctx, 6, every_row_moves=True)
-    assert not applies(fmap, solve_ctx, 6, every_row_moves=False)  # completion: fixed rows / row subsets
-    assert not applies(fmap, solve_ctx, 65, every_row_moves=True)  # too many particles for the short kernel
-    assert not applies(fmap, ctx, 6, every_row_moves=True)  # keys/values not laid out for the solve
+    assert applies(solve_ctx, 6, every_row_moves=True)
+    assert not applies(solve_ctx, 6, every_row_moves=False)  # completion: fixed rows / row subsets
+    assert not applies(solve_ctx, 65, every_row_moves=True)  # too many particles for the short kernel
+    assert not applies(ctx, 6, every_row_moves=True)  # keys/values not laid out for the solve
     dropping = fmap.prepare(torch.randn(3, 9, 3, dtype=torch.float64), torch.ones(3, 9, dtype=torch.bool),
                             DropoutState(0.2, True)).detached()
-    assert not applies(fmap, dropping, 6, every_row_moves=True)
+    assert not applies(dropping, 6, every_row_moves=True)
 
 
 def test_solve_function_uses_the_node_only_when_it_applies() -> None:

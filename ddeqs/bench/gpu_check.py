@@ -129,7 +129,7 @@ def _read_json(path: Path) -> Any:
 
 
 def bench_summary(data: dict | None) -> tuple[dict, str]:
-    """``({impl: median step s}, one-line summary)`` of a ``bench step --json`` file."""
+    """``({impl: median step s}, one-line summary)`` of a ``bench step --out`` JSON file."""
     if not data:
         return {}, "no results"
     med = {r["spec"]["impl"]: r["median_step_s"] for r in data.get("results", [])}
@@ -204,10 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     parts.append(p)
     # 2. bench step, fast vs naive, paper batch and iterations
     step_json = out / "bench-step-completion.json"
-    p = run_part("bench-step", [py, "-m", "ddeqs", "bench", "step", "--task", "completion", "--dataset-shape", "mnist",
+    p = run_part("bench-step", [py, "-m", "ddeqs", "bench", "step", "--task", "completion", "--dataset", "mnist-pc",
                                 "--batch", str(PAPER_BATCH), "--points", str(POINTS), "--iters", str(PAPER_ITERS),
-                                "--impl", "fast", "naive", "--device", "cuda", "--repeats", "3", "--warmup", "1",
-                                "--check", "--json", str(step_json)], left(200), logs)
+                                "--impl", "fast", "naive", "--set", "train.device=cuda", "--repeats", "3", "--warmup", "1",
+                                "--check", "--out", str(step_json)], left(200), logs)
     med, p.summary = bench_summary(_read_json(step_json))
     parts.append(p)
     # 3. short digits training on cuda (the dataset is embedded: preparing it takes seconds)
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     if prep.ok:
         p = run_part("digits-train", [py, "-m", "ddeqs", "train", "--params", "params/digits-ddeq.yaml",
                                       "--set", "train.epochs=2", "--set", "train.device=cuda",
-                                      "--set", "tracking.enabled=false", "--out", str(run_dir), "--quiet"],
+                                      "--no-tracking", "--out", str(run_dir), "--quiet"],
                      left(150), logs)
         m = _read_json(run_dir / "metrics.json")
         if m:

@@ -7,7 +7,7 @@ its final objective ½MMD²(Z, F(Z)) per sample is the target. Each momentum set
 *every* sample's objective is at or below its target (``reach_iters``) and the first from which the
 iterate the solver would return stays there until ``max_iters`` (``stay_iters``; None if never).
 With momentum the solver returns each sample's lowest-objective iterate
-(:class:`ddeqs.solver.wgf.StopRule`), so that is the running minimum of the trace. Each
+(:class:`ddeqs.solver.loop.StopRule`), so that is the running minimum of the trace. Each
 setting is then run again with the relative-objective stopping rule ``solver.objective_ratio``
 set to the ratio plain descent reached (``min_b target_b / objective_b(Z0)``, so every sample must
 get to its own target): the iteration at which the last sample stopped (``stop_iters``) and

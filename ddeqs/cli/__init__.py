@@ -27,13 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ddeqs {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"ddeqs.cli.{name}")
-        except ModuleNotFoundError as err:  # a command module not written yet
-            if err.name == f"ddeqs.cli.{name}":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"ddeqs.cli.{name}").register(sub)
     return parser
 
 

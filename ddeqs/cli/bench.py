@@ -20,8 +20,10 @@ normal run folder: training wall time, inner iterations per step, test metric ±
 ``composition``: on a trained DDEQ run, how far each test cloud's output moves when it is solved in a
 padded batch instead of alone (same Z0), in float32 and float64.
 
-Problems are synthetic and paper-sized: ``--dataset-shape mnist`` (2-D, MNIST-pc architecture) or
-``modelnet`` (3-D, three cross layers); completion with 200 input points has 255 slots.
+Problems are synthetic and paper-sized: ``--dataset mnist-pc`` (2-D, MNIST-pc architecture) or
+``modelnet40-s`` (3-D, three cross layers); completion with 200 input points has 255 slots. Run
+settings go by ``--set KEY=VALUE`` (``train.device``, ``solver.momentum``, ``solver.compile``, ...)
+and results to ``--out FILE`` (JSON), as in every ``ddeqs`` command.
 """
 
 from __future__ import annotations
@@ -29,21 +31,31 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ddeqs.cli.common import Deprecated, add_no_tracking, add_set, deprecated_set, tracking_overrides
+
+
+def _out_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", dest="json_out", metavar="FILE", help="also write the results to FILE as JSON")
+    p.add_argument("--json", dest="json_out", action=Deprecated, new="--out", help=argparse.SUPPRESS)
+
 
 def _problem_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", choices=["classification", "completion"], default="classification")
+    p.add_argument("--dataset", choices=["mnist-pc", "modelnet40-s"], default=None,
+                   help="synthetic problem shaped like this dataset: 2-D MNIST-pc (one cross layer for "
+                        "classification) or 3-D ModelNet40-s (default: mnist-pc)")
     p.add_argument("--dataset-shape", dest="shape", choices=["mnist", "modelnet"], default="mnist",
-                   help="2-D MNIST-pc-like or 3-D ModelNet40-s-like problem (default: mnist)")
+                   action=Deprecated, new="--dataset mnist-pc|modelnet40-s", help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=8, help="clouds per batch (default: 8)")
     p.add_argument("--points", type=int, default=200, help="input points per cloud (default: 200)")
     p.add_argument("--z-particles", dest="z_particles", type=int, default=10,
                    help="classification: particles of Z (default: 10)")
-    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra config override, repeatable (e.g. --set solver.step=2)")
-    p.add_argument("--json", dest="json_out", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the synthetic batch (default: 0)")
+    add_set(p, "run setting (config override), repeatable, e.g. --set train.device=cuda --set solver.momentum=0.5 "
+               "(train.device default: auto, cuda when present)")
+    deprecated_set(p, "--device", "train.device")
+    _out_json(p)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,10 +70,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="implementation(s) to time (default: fast)")
     p.add_argument("--repeats", type=int, default=5, help="timed steps per configuration (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default: 1)")
-    p.add_argument("--momentum", type=float, default=0.0, help="momentum of the particle update (default: 0)")
-    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
-    p.add_argument("--compile", action="store_true", help="torch.compile the inner step (GPU)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast inside the inner solve (GPU)")
+    deprecated_set(p, "--momentum", "solver.momentum")  # run settings: --set solver.momentum=..., solver.nesterov,
+    deprecated_set(p, "--nesterov", "solver.nesterov", flag=True)  # solver.compile, solver.bf16 (GPU)
+    deprecated_set(p, "--compile", "solver.compile", flag=True)
+    deprecated_set(p, "--bf16", "solver.bf16", flag=True)
     p.add_argument("--check", action="store_true",
                    help="also compare Z* of fast and naive (shared weights, input and Z0, float64)")
     p.add_argument("--check-iters", type=int, default=20, help="inner iterations of the --check solves (default: 20)")
@@ -86,8 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one configuration under several solver settings: time to accuracy",
                        description=_train_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--params", metavar="FILE", help="run configuration YAML, as for ddeqs train (default: built-in defaults)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override for every setting, repeatable (e.g. --set train.epochs=2)")
+    add_set(p, "run setting (config override) for every setting, repeatable (e.g. --set train.epochs=2)")
     p.add_argument("--setting", dest="settings", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
                    help="a preset name (plain, plain-quarter, momentum, momentum-eval) or "
                         "'NAME:key=value,key=value'; repeatable, in order, the first is the reference "
@@ -95,6 +106,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder of the run folders, one per setting (DIR/NAME)")
     p.add_argument("--json", dest="json_out", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--progress", action="store_true", help="progress bars (default: one line per epoch)")
+    add_no_tracking(p)
     p.set_defaults(func=train_cmd)
 
     p = sub.add_parser("composition", help="does a trained DDEQ's output depend on its batch-mates? (float32 vs float64)",
@@ -107,20 +119,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--iters", type=int, default=None,
                    help="inner iterations of the solves (default: the run's solver.eval_iters or solver.iters)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--json", dest="json_out", metavar="FILE", help="also write the results as JSON")
+    _out_json(p)
     p.set_defaults(func=composition_cmd)
 
 
 def _spec(args: argparse.Namespace, **kw):  # type: ignore[no-untyped-def]
     from ddeqs.bench.problem import ProblemSpec
 
-    return ProblemSpec(task=args.task, shape=args.shape, batch=args.batch, points=args.points,
-                       z_particles=args.z_particles, device=args.device, seed=args.seed,
+    return ProblemSpec(task=args.task, shape=_shape(args), batch=args.batch, points=args.points,
+                       z_particles=args.z_particles, seed=args.seed,
                        overrides=tuple(args.overrides), **kw)
+
+
+def _shape(args: argparse.Namespace) -> str:
+    """``mnist`` / ``modelnet`` (the problem's shape) from ``--dataset`` (or the old ``--dataset-shape``)."""
+    from ddeqs.bench.problem import DATASET
+
+    if args.dataset is None:
+        return args.shape
+    return {name: shape for shape, name in DATASET.items()}[args.dataset]
 
 
 def _validate(args: argparse.Namespace) -> None:
     from ddeqs.config import ConfigError
+
+    args.shape = _shape(args)
 
     for name in ("batch", "points", "z_particles"):
         if getattr(args, name) < 1:
@@ -140,8 +163,7 @@ def step_cmd(args: argparse.Namespace) -> int:
     _validate(args)
     if min(args.iters) < 1 or args.repeats < 1 or args.warmup < 0:
         raise ConfigError("--iters and --repeats must be at least 1, --warmup at least 0")
-    base = _spec(args, iters=args.iters[0], momentum=args.momentum, nesterov=args.nesterov,
-                 compile=args.compile, bf16=args.bf16)
+    base = _spec(args, iters=args.iters[0])
     from ddeqs.bench.problem import problem_config
 
     problem_config(base)  # validate --set keys before spawning anything
@@ -247,16 +269,17 @@ def train_cmd(args: argparse.Namespace) -> int:
     from ddeqs.bench.train import metric_columns, resolve_settings, run_train_bench
     from ddeqs.config import load_config
 
-    base = load_config(args.params, args.overrides)
+    overrides = tracking_overrides(args)
+    base = load_config(args.params, overrides)
     settings = resolve_settings(args.settings, base)
     cpu = cpu_model()
     import torch
 
     print(f"ddeqs bench train: {args.params or 'built-in defaults'}"
-          f"{' ' + ' '.join(args.overrides) if args.overrides else ''}; task {base.task}, {base.model.name} on "
+          f"{' ' + ' '.join(overrides) if overrides else ''}; task {base.task}, {base.model.name} on "
           f"{base.data.dataset}, {base.train.epochs} epoch(s), solver.iters {base.solver.iters}; "
           f"{len(settings)} settings, reference {settings[0].name!r}; CPU: {cpu}", flush=True)
-    rows = run_train_bench(args.params, args.overrides, settings, args.out, quiet=not args.progress)
+    rows = run_train_bench(args.params, overrides, settings, args.out, quiet=not args.progress)
     cols = metric_columns(base.task)
     fmt = {"accuracy": ".4f", "w2_free": ".4g", "mmd2": ".3e"}
     head = (f"{'setting':<16} {'train s':>9} {'eval+setup s':>12} {'inner it/step':>13} "
@@ -278,7 +301,7 @@ def train_cmd(args: argparse.Namespace) -> int:
           "settings ran one after the other: a load above the core count means other work shared the cores")
     if args.json_out:
         _write_json(args.json_out, {
-            "params": args.params, "overrides": args.overrides, "task": base.task, "model": base.model.name,
+            "params": args.params, "overrides": overrides, "task": base.task, "model": base.model.name,
             "dataset": base.data.dataset, "epochs": base.train.epochs, "cpu": cpu, "cores": os.cpu_count(),
             "device": device,
             "torch_version": torch.__version__, "reference": rows[0].name, "metrics": cols,

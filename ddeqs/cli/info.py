@@ -72,12 +72,7 @@ def model_info(args: argparse.Namespace) -> int:
     d = dataset_dim(cfg.data.dataset)
     classes = args.classes or (10 if d == 2 else 40)
     name = cfg.model.name
-    try:
-        model = build_model(cfg, d, classes)
-    except ModuleNotFoundError as err:
-        from ddeqs.errors import DDEQError
-
-        raise DDEQError(f"model {name!r} is not available in this checkout ({err.name} missing)") from None
+    model = build_model(cfg, d, classes)
     if name == "ddeq":
         from ddeqs.models.ddeq import parameter_breakdown
 

@@ -1,4 +1,4 @@
-"""``ddeqs train --params FILE [--set key=value ...] --out RUN_DIR [--quiet]``: train one run.
+"""``ddeqs train --params FILE [--set key=value ...] --out RUN_DIR [--no-tracking] [--quiet]``: train one run.
 
 Trains the configured model on its prepared dataset (CUDA when present, else CPU), checkpoints
 every epoch to RUN_DIR/.work (or --work DIR) and resumes from there when the same command is run
@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import argparse
 
+from ddeqs.cli.common import add_no_tracking, add_set, tracking_overrides
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a model and write its run folder", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--params", metavar="FILE", help="run configuration YAML (ExperimentConfig); default: built-in defaults")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, repeatable (e.g. --set solver.iters=50 --set train.epochs=2)")
+    add_set(p, "run setting (config override), repeatable (e.g. --set solver.iters=50 --set train.epochs=2)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write (e.g. results/paper/runs/mnist-cls-ddeq)")
+    add_no_tracking(p)
     p.add_argument("--work", metavar="DIR", help="checkpoint folder (default: RUN_DIR/.work)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch)")
     p.add_argument("--keep-work", action="store_true", help="keep the last checkpoint after a successful run")
@@ -28,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
     from ddeqs.config import load_config
     from ddeqs.training import train_run
 
-    cfg = load_config(args.params, args.overrides)
+    cfg = load_config(args.params, tracking_overrides(args))
     train_run(cfg, args.out, args.work, quiet=True if args.quiet else None, keep_work=args.keep_work)
     return 0

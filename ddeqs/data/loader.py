@@ -12,7 +12,6 @@ loader's generator (reseeded every epoch by the trainer): noise, and with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -188,8 +187,3 @@ def dataset_info(cfg: ExperimentConfig) -> DatasetInfo:
     rows_te, _, _ = _rows(cfg, test, "test")
     return DatasetInfo(in_dim=train.dim, num_classes=len(names), class_names=names, n_train=len(rows_tr),
                        n_test=len(rows_te), sha256=str(train.meta.get("sha256", "")))
-
-
-def processed_paths(cfg: ExperimentConfig) -> list[Path]:
-    """The npz files a run with ``cfg`` reads."""
-    return [split_path(cfg.data.root, cfg.data.dataset, s).with_suffix(".npz") for s in SPLITS]

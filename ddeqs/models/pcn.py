@@ -38,10 +38,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ddeqs.metrics import chamfer_distance
 from ddeqs.models.base import ModelOutput
-from ddeqs.models.pointops import MLP, chamfer_distance, check_cloud_batch, resample_fill
+from ddeqs.models.pointops import MLP, check_cloud_batch, resample_fill
 
-__all__ = ["PCN", "PCN_ALPHA_STEPS", "chamfer_distance", "pcn_alpha", "pcn_loss"]
+__all__ = ["PCN", "PCN_ALPHA_STEPS", "pcn_alpha", "pcn_loss"]
 
 
 class PCN(nn.Module):

@@ -1,7 +1,8 @@
 """torchdeq integration: the WGF solver and the classical DEQ solvers behind one ``get_deq``.
 
 * ``wgf``: :func:`ddeqs.solver.wgf.wgf_solve` (``impl="fast"``) or the naive reference
-  (``impl="naive"``), registered with ``torchdeq.solver.register_solver`` as ``"ddeqs_wgf"``.
+  (``impl="naive"``), registered with ``torchdeq.solver.register_solver`` as ``"ddeqs_wgf"`` by
+  :func:`register_solvers`, which :func:`build_deq` calls (nothing is registered at import).
 * ``fixed_point`` / ``anderson`` / ``broyden`` (paper App. D.5): torchdeq's
   ``fixed_point_iter`` / ``anderson`` / ``broyden`` on the same ``f(z) = where(movable, F(z), z)``
   (fixed and padded rows stay where they are), registered as thin wrappers that also return ``z*``.
@@ -21,8 +22,9 @@ from torchdeq.solver import get_solver, register_solver
 from torchdeq.solver.stat import SolverStat
 
 from ddeqs.config import SolverConfig
-from ddeqs.solver.naive import naive_wgf_solve
-from ddeqs.solver.wgf import wgf_solve
+from ddeqs.solver.loop import GradientFn, wgf_loop
+from ddeqs.solver.naive import NaiveGradient
+from ddeqs.solver.wgf import FastGradient
 
 CLASSICAL = {"fixed_point": "fixed_point_iter", "anderson": "anderson", "broyden": "broyden"}
 
@@ -68,14 +70,15 @@ def ddeqs_wgf_solver(
     torchdeq's ``func`` (same values; e.g. detached X branch, movable rows only, compiled).
     ``full_func`` (naive path): F with its X branch recomputed at every call.
     """
-    kw = dict(mask=mask, movable=movable, iters=int(max_iter), step=step, tol=tol, momentum=momentum, nesterov=nesterov,
-              ratio=objective_ratio)
+    movable = mask if movable is None else movable & mask
+    gradient: GradientFn
     if impl == "naive":
         if full_func is None:
             raise ValueError("solver.impl='naive' needs full_func (F with its X branch) in solver_kwargs")
-        z, info = naive_wgf_solve(full_func, x0, **kw)
+        gradient = NaiveGradient(full_func, mask, movable)
     else:
-        z, info = wgf_solve(solve_func or func, x0, **kw)
+        gradient = FastGradient(solve_func or func, mask, movable, x0.dtype)
+    z, info = wgf_loop(gradient, x0, mask, int(max_iter), step, tol, momentum, nesterov, objective_ratio)
     return z, ([z] if indexing else []), _stat(z, info)
 
 
@@ -99,9 +102,15 @@ def _classical(name: str) -> Callable:
     return solver
 
 
-register_solver("ddeqs_wgf", ddeqs_wgf_solver)
-for _kind, _name in CLASSICAL.items():
-    register_solver(f"ddeqs_{_kind}", _classical(_name))
+def register_solvers() -> None:
+    """Register ``ddeqs_wgf`` and ``ddeqs_{fixed_point,anderson,broyden}`` with torchdeq (idempotent).
+
+    Called by :func:`build_deq` (where the model's DEQ is built), not at import: torchdeq's
+    ``get_deq(f_solver=...)`` looks solvers up by name in its registry.
+    """
+    register_solver("ddeqs_wgf", ddeqs_wgf_solver)
+    for kind, name in CLASSICAL.items():
+        register_solver(f"ddeqs_{kind}", _classical(name))
 
 
 def solver_name(kind: str) -> str:
@@ -112,7 +121,11 @@ def solver_name(kind: str) -> str:
 
 
 def build_deq(cfg: SolverConfig) -> torch.nn.Module:
-    """torchdeq ``DEQSliced`` for ``cfg`` (phantom gradient with ``grad_steps`` steps and damping ``tau``)."""
+    """torchdeq ``DEQSliced`` for ``cfg`` (phantom gradient with ``grad_steps`` steps and damping ``tau``).
+
+    Registers this project's solvers with torchdeq first (:func:`register_solvers`).
+    """
+    register_solvers()
     return get_deq(
         core="sliced",
         f_solver=solver_name(cfg.kind),

@@ -1,23 +1,22 @@
-"""Naive reference inner solver (``solver.impl = "naive"``).
+"""Naive reference gradient of the WGF (``solver.impl = "naive"``), run by the same loop as the fast path.
 
 What a direct implementation does: at every step, autograd of ``½ riesz_mmd2(Z, F(Z, X))``
 through the *whole* F (the X branch is recomputed at every step), then one more full forward of
-F after the update only to evaluate the stopping test. The particle update (rescaling by the
-number of particles, fixed rows, momentum, per-sample stopping) is the same as in
-:mod:`ddeqs.solver.wgf`, so both paths return the same ``Z*`` up to float rounding; the fast
-path exists because this one does 2 full forwards and a full backward per step.
+F after the update only to evaluate the stopping test (:attr:`NaiveGradient.recheck`). The loop
+(particle update, fixed rows, momentum, per-sample stopping) is
+:func:`ddeqs.solver.loop.wgf_loop`, shared with the fast path, so both return the same ``Z*`` up
+to float rounding; the fast path exists because this one does 2 full forwards and a full
+backward per step.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
 from ddeqs.mmd import riesz_mmd2
-from ddeqs.solver.wgf import ParticleUpdate, StopRule, fixed_point_residual, relative_change
+from ddeqs.solver.loop import Func, GradientFn, wgf_loop
 
-FullFunc = Callable[[torch.Tensor], torch.Tensor]
+FullFunc = Func
 
 
 def naive_gradient(
@@ -34,6 +33,22 @@ def naive_gradient(
     return obj.detach(), g, fz.detach()
 
 
+class NaiveGradient(GradientFn):
+    """:func:`naive_gradient` of ``full_func``, with the direct implementation's extra forward as :meth:`recheck`."""
+
+    def __init__(self, full_func: FullFunc, mask: torch.Tensor, movable: torch.Tensor) -> None:
+        self.full_func, self.mask, self.movable = full_func, mask, movable
+        self.recheck = self._objective
+
+    def __call__(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return naive_gradient(self.full_func, z, self.mask, self.movable)
+
+    def _objective(self, z: torch.Tensor) -> torch.Tensor:
+        """``½ MMD²(z, F(z))`` ``(B,)``: the extra full forward, only for the stopping test (always run)."""
+        with torch.no_grad():
+            return 0.5 * riesz_mmd2(z, self.mask, self.full_func(z), self.mask)
+
+
 def naive_wgf_solve(
     full_func: FullFunc,
     z0: torch.Tensor,
@@ -48,29 +63,4 @@ def naive_wgf_solve(
 ) -> tuple[torch.Tensor, dict]:
     """Same contract as :func:`ddeqs.solver.wgf.wgf_solve`; ``full_func(z)`` runs all of F."""
     movable = mask if movable is None else movable & mask
-    z = z0.detach().clone()
-    upd = ParticleUpdate(step, momentum, nesterov)
-    rule = StopRule(tol, momentum, z.shape[0], z.device, ratio)
-    trace: list[torch.Tensor] = []
-    z_eval, fz = z, z
-    for _ in range(iters):
-        obj, g, fz = naive_gradient(full_func, z, mask, movable)
-        z_eval = z
-        trace.append(obj)
-        if (rule.keep_best or ratio > 0) and not rule.observe(z, obj, fz, use_tol=rule.keep_best):
-            break
-        z = upd(z, g, rule.active)
-        with torch.no_grad():  # the extra full forward, only for the stopping test (always, as a direct port does)
-            new_obj = 0.5 * riesz_mmd2(z, mask, full_func(z), mask)
-        if tol > 0 and not rule.keep_best:
-            rule.active = rule.active & (relative_change(obj, new_obj) >= tol)
-            if not bool(rule.active.any()):
-                break
-    z, z_eval, fz = rule.result(z, z_eval, fz)
-    info = {
-        "objective": torch.stack(trace, 1) if trace else z.new_zeros(z.shape[0], 0),
-        "rel_residual": fixed_point_residual(z_eval, fz, mask),
-        "iters": len(trace),
-        "converged": ~rule.active,
-    }
-    return z, info
+    return wgf_loop(NaiveGradient(full_func, mask, movable), z0, mask, iters, step, tol, momentum, nesterov, ratio)

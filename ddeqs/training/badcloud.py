@@ -20,10 +20,11 @@ def locate_bad_clouds(err: BadCloudError, batch: CloudBatch, cfg: ExperimentConf
     rows = [int(batch.index[p]) for p in err.positions]
     where, sources = f"{cfg.data.dataset} {split} split", {}
     try:  # the prepared file and each row's source (a mesh file or a CSV row); absent for in-memory data
-        from ddeqs.data.loader import open_split, processed_paths
+        from ddeqs.data.loader import open_split
+        from ddeqs.data.registry import split_path
 
         data: Any = open_split(cfg, split)
-        path = [p for p in processed_paths(cfg) if p.stem == split][0]
+        path = split_path(cfg.data.root, cfg.data.dataset, split).with_suffix(".npz")
         where += f" ({path})"
         sources = {r: data.names[r] for r in rows if r < len(data.names)}
     except (DataError, OSError, IndexError):

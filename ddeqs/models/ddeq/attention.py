@@ -17,7 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ddeqs.models.ddeq.attention_kernels import SHORT_KEYS, ConstKV, const_kv_attention, short_attention
+from ddeqs.models.ddeq.attention_kernels import ConstKV, const_kv_attention, short_attention
+from ddeqs.models.ddeq.fastpath import attention_kernel
 from ddeqs.models.ddeq.layers import DropoutState, FeedForward
 
 KV = tuple[torch.Tensor, torch.Tensor] | ConstKV
@@ -47,17 +48,19 @@ class MaskedAttention(nn.Module):
     def attend(self, tgt: torch.Tensor, kv: KV, key_mask: torch.Tensor | None) -> torch.Tensor:
         """Queries from ``tgt`` ``(B, N, c)`` attend to ``kv`` with ``key_mask`` ``(B, M)`` -> ``(B, N, c)``.
 
-        ``key_mask`` None: every key is real. ``kv`` a :class:`ConstKV` (the inner solve on CPU):
-        constant keys/values, gradient to the queries only. On CPU, few keys (the Z
-        self-attention) use :func:`short_attention`; otherwise PyTorch's SDPA runs.
+        ``key_mask`` None: every key is real. The kernel is chosen by
+        :func:`ddeqs.models.ddeq.fastpath.attention_kernel`: :func:`const_kv_attention` for a
+        :class:`ConstKV` (the inner solve on CPU), :func:`short_attention` for few keys on CPU,
+        otherwise PyTorch's SDPA.
         """
         B, N, c = tgt.shape
         q = self._split(self.q(tgt))
-        if isinstance(kv, ConstKV):
-            out = const_kv_attention(q, kv, key_mask)
+        kernel = attention_kernel(q, kv)
+        if kernel == "const_kv":
+            out = const_kv_attention(q, kv, key_mask)  # type: ignore[arg-type]
         else:
-            k, v = kv
-            if q.device.type == "cpu" and k.shape[-2] <= SHORT_KEYS:
+            k, v = kv  # type: ignore[misc]
+            if kernel == "short":
                 out = short_attention(q, k, v, key_mask)
             else:
                 mask = None if key_mask is None else key_mask[:, None, None, :]

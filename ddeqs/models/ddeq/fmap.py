@@ -60,7 +60,7 @@ import torch.nn as nn
 
 from ddeqs.mmd import rows_index
 from ddeqs.models.ddeq.attention import KV, EncoderLayer
-from ddeqs.models.ddeq.attention_kernels import ConstKV
+from ddeqs.models.ddeq.fastpath import solve_kv
 from ddeqs.models.ddeq.layers import DropoutState, EmbedMLP, FeedForward, masked_mean, zero_padding
 
 
@@ -82,15 +82,11 @@ class FContext:
     def detached(self) -> "FContext":
         """Same context without autograd history (for the inner solve); shares the dropout masks.
 
-        Keys/values are laid out once here, not by every inner step's matmul: on CPU as
-        :class:`ConstKV` for the hand-written query-gradient kernel, elsewhere contiguous for SDPA.
+        Keys/values are laid out once here, not by every inner step's matmul, as the dispatcher
+        chooses (:func:`ddeqs.models.ddeq.fastpath.solve_kv`: :class:`ConstKV` on CPU for the
+        hand-written query-gradient kernel, elsewhere contiguous for SDPA).
         """
-        kv: list[KV] = []
-        for k, v in self.kv:  # type: ignore[misc]
-            if k.device.type == "cpu":
-                kv.append(ConstKV.from_kv(k, v))
-            else:
-                kv.append((k.detach().contiguous(), v.detach().contiguous()))
+        kv: list[KV] = [solve_kv(k, v) for k, v in self.kv]  # type: ignore[misc]
         return replace(
             self,
             kv=kv,

@@ -1,7 +1,8 @@
 """The per-step function of the fast inner solve: ``f(z) = where(movable, F(z, X), z)``.
 
 :func:`make_solve_func` builds, once per solve, the function the WGF evaluates at every inner
-step (and differentiates w.r.t. ``z`` only):
+step (and differentiates w.r.t. ``z`` only); which of the cases below runs is decided by the one
+dispatcher, :func:`ddeqs.models.ddeq.fastpath.plan_step`:
 
 * the X branch (:class:`FContext`) is prepared by the caller and used detached, so no
   autograd graph reaches the parameters or X during the solve;
@@ -24,26 +25,18 @@ All of this changes how ``F`` is evaluated, not its values: ``f(z)`` equals
 from __future__ import annotations
 
 import contextlib
-import warnings
 from typing import Callable
 
 import torch
 
 from ddeqs.config import SolverConfig
 from ddeqs.models.ddeq.fmap import FContext, FMap, RowSubset
-from ddeqs.models.ddeq.zbranch_vjp import ZBranch, applies
+from ddeqs.models.ddeq.fastpath import plan_step, warn_once
+from ddeqs.models.ddeq.zbranch_vjp import ZBranch
 
 StepFunc = Callable[[torch.Tensor], torch.Tensor]
 
-_WARNED: set[str] = set()
 _COMPILED: dict[str, Callable] = {}
-
-
-def warn_once(key: str, message: str) -> None:
-    """One ``RuntimeWarning`` per ``key`` and process."""
-    if key not in _WARNED:
-        _WARNED.add(key)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def z_step(
@@ -85,29 +78,19 @@ def make_solve_func(
 ) -> StepFunc:
     """The function ``z (B, K, p) -> (B, K, p)`` evaluated at every fast inner step (see module doc).
 
-    ``movable`` ``(B, K)`` must already be ``& z_mask``. One host sync (the row subset size).
+    ``movable`` ``(B, K)`` must already be ``& z_mask``. How F is evaluated is chosen once per solve
+    by :func:`ddeqs.models.ddeq.fastpath.plan_step`; host syncs: there, once.
     """
     ctx = ctx.detached().dense()
-    rows = RowSubset.from_mask(movable)
-    all_move = rows is None and bool(movable.all())  # host syncs: once per solve
-    step_mask = None if bool(z_mask.all()) else z_mask
-    step_movable = None if all_move else movable
-    bf16 = bool(cfg.bf16) and z_mask.device.type == "cuda"
-    if cfg.bf16 and not bf16:
-        warn_once("bf16", "solver.bf16 only applies on CUDA; the inner solve runs in full precision here")
-
-    manual = (not cfg.compile and not bf16 and step_mask is None and step_movable is None
-              and applies(fmap, ctx, z_mask.shape[1], rows is None))
+    plan = plan_step(ctx, z_mask, movable, cfg)
+    step_mask, step_movable, rows, bf16 = plan.z_mask, plan.movable, plan.rows, plan.bf16
 
     def eager(z: torch.Tensor) -> torch.Tensor:
-        if manual:  # every row real and moving: F(z) itself, one autograd node with a hand-written VJP
+        if plan.kind == "zbranch":  # every row real and moving: F(z) itself, one autograd node with a hand-written VJP
             return ZBranch.apply(z, fmap, ctx)
         return z_step(fmap, z, step_mask, step_movable, ctx, rows, bf16)
 
-    if not cfg.compile:
-        return eager
-    if ctx.drop.active:
-        warn_once("compile-dropout", "solver.compile is not used while dropout is active (masks are sampled lazily)")
+    if not plan.compile:
         return eager
     compiled = _compiled_z_step()
     if compiled is None:

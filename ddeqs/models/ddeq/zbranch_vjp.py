@@ -9,7 +9,7 @@ same kernels) with the weights as plain tensors and keeps what the backward need
 :func:`zbranch_backward` returns the gradient with respect to ``Z`` only (the solve never needs
 parameter gradients). :class:`ZBranch` wraps the pair as a single autograd node.
 
-It covers the inner step of the common case, checked once per solve by :func:`applies`: every
+It covers the inner step of the common case, chosen once per solve by the dispatcher (:func:`ddeqs.models.ddeq.fastpath.zbranch_applies`): every
 particle real and movable (no ``z_mask``, no row subset: classification), dropout off, the cross
 keys/values prepared as :class:`ConstKV` (CPU) and few enough particles for the short
 self-attention kernel. Other cases run :meth:`FMap.apply` under autograd. Values and gradients
@@ -24,7 +24,6 @@ import torch.nn.functional as F
 
 from ddeqs.models.ddeq.attention import EncoderLayer
 from ddeqs.models.ddeq.attention_kernels import (
-    SHORT_KEYS,
     ConstKV,
     const_kv_backward,
     const_kv_forward,
@@ -36,16 +35,6 @@ from ddeqs.models.ddeq.layers import EmbedMLP, FeedForward
 
 _ln_backward = torch.ops.aten.native_layer_norm_backward
 _relu_backward = torch.ops.aten.threshold_backward
-
-
-def applies(fmap: FMap, ctx: FContext, particles: int, every_row_moves: bool) -> bool:
-    """Whether :class:`ZBranch` can evaluate this solve's step (see module doc); ``ctx`` as the solve uses it."""
-    return (
-        every_row_moves
-        and not ctx.drop.active
-        and particles <= SHORT_KEYS
-        and all(isinstance(kv, ConstKV) for kv in ctx.kv)
-    )
 
 
 # ---------------------------------------------------------------- layers: forward -> (y, saved)
