@@ -36,6 +36,10 @@ rule train:
         f"{ROOT}/benchmarks/train/{{run}}.tsv"
     params:
         out=subpath(output.metrics, parent=True),
+    # DDEQ jobs are the long ones (the inner solve runs in every step): start them first, so that the
+    # short baseline jobs fill the other cores instead of a DDEQ job starting last (make demo on 2 cores:
+    # the two DDEQ runs in parallel, PointNet and PCN after them, instead of one DDEQ after the other)
+    priority: lambda wc: 1 if RUNS[wc.run]["model"]["name"] == "ddeq" else 0
     threads: config.get("resources", {}).get("threads", 1)
     resources:
         gpu=config.get("resources", {}).get("gpu", 1),
