@@ -92,13 +92,8 @@ def wgf_solve(
     nesterov: bool = False,
     ratio: float = 0.0,
 ) -> tuple[torch.Tensor, dict]:
-    """Run :func:`ddeqs.solver.loop.wgf_loop` with :class:`FastGradient` from ``z0`` ``(B, K, p)`` with ``mask`` ``(B, K)`` (``movable`` default: ``mask``).
-
-    Returns ``(z_star, info)``; ``info``: ``objective`` ``(B, T)`` (½MMD² at each evaluated iterate),
-    ``rel_residual`` ``(B,)`` (``||F(z)-z||/||F(z)||`` at the returned iterate's evaluation: no extra
-    forward), ``iters`` (steps evaluated), ``converged`` ``(B,)`` bool (stopped by ``tol``).
-    With momentum, ``z_star`` is each sample's lowest-objective iterate (:class:`StopRule`).
-    """
+    """:func:`ddeqs.solver.loop.wgf_loop` (same arguments and return value) with :class:`FastGradient`
+    from ``z0`` ``(B, K, p)``, ``mask`` ``(B, K)``; ``movable`` (default ``mask``): particles that move."""
     movable = mask if movable is None else movable & mask
     gradient = FastGradient(func, mask, movable, z0.dtype)
     return wgf_loop(gradient, z0, mask, iters, step, tol, momentum, nesterov, ratio)
