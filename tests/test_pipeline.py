@@ -127,6 +127,10 @@ def test_cpu_profile_and_the_demo_selected_from_it(wf: Path) -> None:
         assert f"results/demo/runs/{name}/metrics.json" in out, name
     assert "results/cpu" not in out and "data/processed/shapes" not in out  # only the demo's data, only results/demo
     assert "--config params/cpu.yaml --config params/demo.yaml" in out  # the paper rules read the same plan
+    # figures that need runs the demo does not train are not declared (they would be skipped, then missing)
+    assert "results/demo/figures/fig04.png" in out and "results/demo/figures/fig13.png" in out
+    for fig in ("fig05", "fig12", "fig14", "fig15"):
+        assert f"results/demo/figures/{fig}.png" not in out, fig
 
 
 @pytest.mark.parametrize("configfile", [None, "params/smoke.yaml"])
