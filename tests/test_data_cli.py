@@ -37,13 +37,13 @@ def test_prepare_embedded_offline_and_idempotent(prepared: Path) -> None:
             assert (prepared / "proc" / name / f"{split}.npz").is_file()
             assert (prepared / "proc" / name / f"{split}.json").is_file()
     offs = list((prepared / "raw" / "shapes").rglob("*.off"))
-    assert len(offs) == 8 * 32 and any(p.read_text().split("\n", 1)[0] != "OFF" for p in offs)  # some one-line headers
+    assert len(offs) == 8 * 65 and any(p.read_text().split("\n", 1)[0] != "OFF" for p in offs)  # some one-line headers
     r = _ddeqs("data", "prepare", "digits", "shapes", "--raw-root", "raw", "--root", "proc", cwd=prepared)
     assert r.returncode == 0 and r.stdout.count("nothing to do") == 4
     r = _ddeqs("data", "fetch", "digits", "shapes", "--raw-root", "raw", cwd=prepared)
     assert r.returncode == 0 and r.stdout.count("nothing to download") == 2
     r = _ddeqs("data", "info", "proc/shapes", cwd=prepared)
-    assert r.returncode == 0 and "clouds: 192" in r.stdout and "clouds: 64" in r.stdout and "max 8" in r.stdout
+    assert r.returncode == 0 and "clouds: 320" in r.stdout and "clouds: 200" in r.stdout and "max 8" in r.stdout
 
 
 @pytest.mark.slow
