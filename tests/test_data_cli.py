@@ -43,7 +43,8 @@ def test_prepare_embedded_offline_and_idempotent(prepared: Path) -> None:
     r = _ddeqs("data", "fetch", "digits", "shapes", "--raw-root", "raw", cwd=prepared)
     assert r.returncode == 0 and r.stdout.count("nothing to download") == 2
     r = _ddeqs("data", "info", "proc/shapes", cwd=prepared)
-    assert r.returncode == 0 and "clouds: 320" in r.stdout and "clouds: 200" in r.stdout and "max 8" in r.stdout
+    assert r.returncode == 0 and "clouds: 320" in r.stdout and "clouds: 200" in r.stdout and "classes: 8" in r.stdout
+    assert "per class: airplane 40, bathtub 40" in r.stdout and "per class: airplane 25, bathtub 25" in r.stdout
 
 
 @pytest.mark.slow

@@ -103,3 +103,19 @@ def test_user_files_are_never_deleted(tmp_path: Path) -> None:
         shapes.generate(gen, 2, 1)
     after = _digest(gen)
     assert after.pop(shapes.MARKER) != before.pop(shapes.MARKER) and after == before
+
+
+def test_prepared_split_of_an_older_generator_is_prepared_again(tmp_path: Path, monkeypatch) -> None:
+    from ddeqs.data.registry import prepare_dataset
+    from ddeqs.data.store import read_sidecar
+
+    kw = dict(raw_root=tmp_path / "raw", root=tmp_path / "proc", per_class_train=2, per_class_test=1, progress=False)
+    monkeypatch.setattr(shapes, "GENERATOR_VERSION", 1)
+    prepare_dataset("shapes", **kw)
+    assert read_sidecar(tmp_path / "proc" / "shapes" / "test")["params"]["generator_version"] == 1
+    monkeypatch.undo()
+    msgs = prepare_dataset("shapes", **kw)
+    assert not any("nothing to do" in m for m in msgs)
+    assert read_sidecar(tmp_path / "proc" / "shapes" / "test")["params"]["generator_version"] == shapes.GENERATOR_VERSION
+    assert json.loads((tmp_path / "raw" / "shapes" / shapes.MARKER).read_text())["version"] == shapes.GENERATOR_VERSION
+    assert all("nothing to do" in m for m in prepare_dataset("shapes", **kw))
