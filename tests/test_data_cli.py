@@ -89,7 +89,7 @@ def test_completion_loader_and_class_selection(prepared: Path) -> None:
     cfg = _cfg(prepared, "data.dataset=shapes", "task=completion", "model.name=pcn", "data.noise=0.2",
                "data.classes=[chair,cone]", "train.batch_size=4")
     info = dataset_info(cfg)
-    assert info.class_names == ["chair", "cone"] and info.n_train == 48 and info.in_dim == 3
+    assert info.class_names == ["chair", "cone"] and (info.n_train, info.n_test) == (80, 50) and info.in_dim == 3
     b = next(iter(make_loader(cfg, "test", shuffle=False)))
     assert set(b.labels.tolist()) <= {0, 1} and b.target.shape[0] == 4
     assert (b.mask.sum(1) < b.target_mask.sum(1)).all()  # partial inputs are smaller than the targets
