@@ -148,8 +148,12 @@ def bathtub(rng: np.random.Generator) -> Mesh:
 
 
 def bowl(rng: np.random.Generator) -> Mesh:
-    R, depth = _u(rng, 0.6, 1.2), _u(rng, 0.3, 1.1)
-    parts = [_shell((0, 0, R * depth), (R, R, R * depth), depth_from=_u(rng, 0.5, 0.62), n=28)]
+    R, depth = _u(rng, 0.6, 1.2), _u(rng, 0.3, 1.3)
+    if _p(rng, 0.4):  # flat-bottomed: a widening surface of revolution, like a funnel-shaped cone or a vase
+        r0, q = _u(rng, 0.3, 0.7), _u(rng, 0.5, 1.0)
+        parts = [revolution(lambda t: R * (r0 + (1 - r0) * t ** q), R * depth, n=28)]
+    else:
+        parts = [_shell((0, 0, R * depth), (R, R, R * depth), depth_from=_u(rng, 0.5, 0.62), n=28)]
     if _p(rng, 0.5):  # foot ring
         parts.append(cylinder((0, 0, -0.05), R * _u(rng, 0.25, 0.55), _u(rng, 0.06, 0.25), n=16))
     return _union(*parts)
@@ -183,9 +187,12 @@ def chair(rng: np.random.Generator) -> Mesh:
 
 
 def cone(rng: np.random.Generator) -> Mesh:
-    R, H, p = _u(rng, 0.4, 1.0), _u(rng, 0.8, 2.2), _u(rng, 0.6, 1.6)
-    top = _u(rng, 0.0, 0.4) if _p(rng, 0.4) else 0.0  # truncated cone (a lampshade or a pot)
-    parts = [revolution(lambda t: R * (top + (1 - top) * (1 - t) ** p), H, n=32)]
+    R, H, p = _u(rng, 0.4, 1.0), _u(rng, 0.6, 2.2), _u(rng, 0.5, 1.8)
+    top = _u(rng, 0.0, 0.6) if _p(rng, 0.5) else 0.0  # truncated cone (a lampshade or a pot)
+    if _p(rng, 0.25):  # upside down (a funnel), like a flat-bottomed bowl
+        parts = [revolution(lambda t: R * (top + (1 - top) * t ** p), H, n=32)]
+    else:
+        parts = [revolution(lambda t: R * (top + (1 - top) * (1 - t) ** p), H, n=32)]
     if _p(rng, 0.3):  # base plinth
         parts.append(cylinder((0, 0, -0.05), R * _u(rng, 0.9, 1.2), 0.1, n=16))
     return _union(*parts)
@@ -193,8 +200,9 @@ def cone(rng: np.random.Generator) -> Mesh:
 
 def toilet(rng: np.random.Generator) -> Mesh:
     R, H = _u(rng, 0.4, 0.65), _u(rng, 0.4, 0.8)
-    parts = [_shell((0, 0, H), (R * _u(rng, 1.0, 1.5), R, R * _u(rng, 0.5, 1.0)), t=0.05),
-             cylinder((0, 0, H / 2), R * _u(rng, 0.35, 0.7), H, axis=2, n=16)]
+    parts = [_shell((0, 0, H), (R * _u(rng, 1.0, 1.5), R, R * _u(rng, 0.5, 1.0)), t=0.05)]
+    if _p(rng, 0.85):  # pedestal (wall-hung without)
+        parts.append(cylinder((0, 0, H / 2), R * _u(rng, 0.35, 0.8), H, axis=2, n=16))
     if _p(rng, 0.75):  # tank
         parts.append(box((-R * 1.3 - 0.12, 0, H + 0.35), (0.25, R * 1.8, _u(rng, 0.5, 0.9)), n=10))
     if _p(rng, 0.3):  # open lid standing up
@@ -203,8 +211,8 @@ def toilet(rng: np.random.Generator) -> Mesh:
 
 
 def vase(rng: np.random.Generator) -> Mesh:
-    a, b, c, ph, H = _u(rng, 0.25, 0.6), _u(rng, 0.05, 0.25), _u(rng, 2.0, 9.0), _u(rng, 0, np.pi), _u(rng, 0.8, 2.2)
-    flare = _u(rng, -0.3, 0.3)  # widening (or narrowing) towards the top, as a cone's or a bowl's
+    a, b, c, ph, H = _u(rng, 0.25, 0.8), _u(rng, 0.05, 0.3), _u(rng, 1.0, 9.0), _u(rng, 0, np.pi), _u(rng, 0.6, 2.2)
+    flare = _u(rng, -0.5, 0.5)  # widening (or narrowing) towards the top, as a cone's or a bowl's
     parts = [revolution(lambda t: np.maximum(a + b * np.sin(c * t + ph) + flare * t, 0.05), H, n=32)]
     if _p(rng, 0.25):  # handles
         parts += [box((0, sy * (a + b + 0.05), H * 0.6), (0.05, 0.08, H * 0.3), n=6) for sy in (-1, 1)]
@@ -217,11 +225,12 @@ GENERATORS: dict[str, Callable[[np.random.Generator], Mesh]] = {
 }
 
 # Strength of the class-independent deformations of :func:`deform` (calibrated: see docs/data.md).
-SCALE_RANGE = (0.7, 1.4)   # per-axis scale factors
-TAPER = 0.35               # horizontal scale 1 +- TAPER from bottom to top
-SHEAR = 0.3                # horizontal shift per unit height
-BEND = 0.3                 # horizontal shift per unit height squared
-JITTER = 0.015             # vertex noise, fraction of the bounding-box diagonal
+SCALE_RANGE = (0.6, 1.5)   # per-axis scale factors
+TAPER = 0.5                # horizontal scale 1 +- TAPER from bottom to top
+SHEAR = 0.4                # horizontal shift per unit height
+BEND = 0.4                 # horizontal shift per unit height squared
+JITTER = 0.03              # vertex noise, fraction of the bounding-box diagonal
+BASE_PLATE = 0.3           # probability of a floor plate under the object
 
 
 def deform(v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -238,6 +247,10 @@ def deform(v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def make_mesh(cls: str, rng: np.random.Generator) -> Mesh:
     """One random mesh of class ``cls``: its parts, :func:`deform`, any rotation about z, vertex jitter."""
     v, f = GENERATORS[cls](rng)
+    if _p(rng, BASE_PLATE):  # a stand or floor plate, the same for every class
+        lo, hi = v.min(0), v.max(0)
+        size = (hi - lo) * rng.uniform(0.6, 1.3, size=3)
+        v, f = _union((v, f), box(((lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2] - 0.04), (size[0], size[1], 0.06), n=10))
     v = deform(v, rng)
     a = rng.uniform(0, 2 * np.pi)
     rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
