@@ -119,3 +119,14 @@ def test_prepared_split_of_an_older_generator_is_prepared_again(tmp_path: Path, 
     assert read_sidecar(tmp_path / "proc" / "shapes" / "test")["params"]["generator_version"] == shapes.GENERATOR_VERSION
     assert json.loads((tmp_path / "raw" / "shapes" / shapes.MARKER).read_text())["version"] == shapes.GENERATOR_VERSION
     assert all("nothing to do" in m for m in prepare_dataset("shapes", **kw))
+
+
+def test_a_symlink_in_an_old_generated_folder_is_refused_not_followed(tmp_path: Path) -> None:
+    keep = tmp_path / "keep"
+    write_off(keep / "x.off", np.eye(3), np.array([[0, 1, 2]]))
+    gen, _ = shapes.generate(tmp_path / "raw" / "shapes", 1, 1)
+    (gen / "chair" / "link").symlink_to(keep, target_is_directory=True)
+    (gen / shapes.MARKER).write_text("{}")
+    with pytest.raises(DataError, match="link"):
+        shapes.generate(gen, 1, 1)
+    assert (keep / "x.off").is_file() and (gen / "chair" / "link").is_symlink()

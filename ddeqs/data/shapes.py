@@ -1,9 +1,11 @@
 """``shapes``: procedural meshes written as real ``.off`` files in the ModelNet40 layout.
 
 ``<raw_root>/shapes/<class>/{train,test}/<class>_NNNN.off`` for the 8 completion classes
-of the paper; each mesh is a union of parametric surfaces (boxes, ellipsoids, cylinders,
-cones, surfaces of revolution) with random proportions, and every third file uses the
-one-line header ``OFF<nv> <nf> 0``. They are read and voxelized by the same code as
+of the paper; each mesh is a union of parametric surfaces (boxes, ellipsoids, shells,
+cylinders, surfaces of revolution) with random proportions and optional parts, parts shared
+across classes, a random deformation (:func:`deform`), any yaw (z stays up) and vertex
+jitter, so that the classes overlap (docs/data.md gives the calibration). Every third file
+uses the one-line header ``OFF<nv> <nf> 0``. Same seed, byte-identical files. They are read and voxelized by the same code as
 ModelNet40 (:mod:`ddeqs.data.meshes`).
 """
 
@@ -269,14 +271,15 @@ def _remove_generated(folder: Path) -> None:
     Only ``<class>/<split>/<class>_NNNN.off`` files and the marker are ours; any other file
     is the user's, so nothing is deleted and a :class:`DataError` names it.
     """
-    files = [p for p in folder.rglob("*") if not p.is_dir()]
-    foreign = [p for p in files if p.name != MARKER and not _OURS.match(p.relative_to(folder).as_posix())]
+    files = [p for p in folder.rglob("*") if p.is_symlink() or not p.is_dir()]
+    rel = {p: p.relative_to(folder).as_posix() for p in files}
+    foreign = [p for p in files if rel[p] != MARKER and not _OURS.match(rel[p])]
     if foreign:
         raise DataError(f"{folder} holds files the shapes generator did not write (e.g. {foreign[0]}); "
                         f"move them elsewhere or use another --raw-root, then run 'ddeqs data prepare shapes' again")
     for p in files:
         p.unlink()
-    for d in sorted((d for d in folder.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)):
+    for d in sorted((d for d in folder.rglob("*") if d.is_dir() and not d.is_symlink()), key=lambda d: -len(d.parts)):
         d.rmdir()
     folder.rmdir()
 
@@ -300,7 +303,7 @@ def generate(folder: str | Path, per_class_train: int = PER_CLASS_TRAIN, per_cla
                 return folder, False
         except json.JSONDecodeError:
             pass
-    elif folder.exists() and any(folder.iterdir()):
+    elif folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise DataError(f"{folder} exists but was not written by the shapes generator (no {MARKER}); "
                         f"move it away or use another --raw-root")
     tmp = folder.with_name(folder.name + ".partial")  # our scratch folder: an interrupted run's is discarded
