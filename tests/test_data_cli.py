@@ -37,13 +37,14 @@ def test_prepare_embedded_offline_and_idempotent(prepared: Path) -> None:
             assert (prepared / "proc" / name / f"{split}.npz").is_file()
             assert (prepared / "proc" / name / f"{split}.json").is_file()
     offs = list((prepared / "raw" / "shapes").rglob("*.off"))
-    assert len(offs) == 8 * 32 and any(p.read_text().split("\n", 1)[0] != "OFF" for p in offs)  # some one-line headers
+    assert len(offs) == 8 * 65 and any(p.read_text().split("\n", 1)[0] != "OFF" for p in offs)  # some one-line headers
     r = _ddeqs("data", "prepare", "digits", "shapes", "--raw-root", "raw", "--root", "proc", cwd=prepared)
     assert r.returncode == 0 and r.stdout.count("nothing to do") == 4
     r = _ddeqs("data", "fetch", "digits", "shapes", "--raw-root", "raw", cwd=prepared)
     assert r.returncode == 0 and r.stdout.count("nothing to download") == 2
     r = _ddeqs("data", "info", "proc/shapes", cwd=prepared)
-    assert r.returncode == 0 and "clouds: 192" in r.stdout and "clouds: 64" in r.stdout and "max 8" in r.stdout
+    assert r.returncode == 0 and "clouds: 320" in r.stdout and "clouds: 200" in r.stdout and "classes: 8" in r.stdout
+    assert "per class: airplane 40, bathtub 40" in r.stdout and "per class: airplane 25, bathtub 25" in r.stdout
 
 
 @pytest.mark.slow
@@ -88,7 +89,7 @@ def test_completion_loader_and_class_selection(prepared: Path) -> None:
     cfg = _cfg(prepared, "data.dataset=shapes", "task=completion", "model.name=pcn", "data.noise=0.2",
                "data.classes=[chair,cone]", "train.batch_size=4")
     info = dataset_info(cfg)
-    assert info.class_names == ["chair", "cone"] and info.n_train == 48 and info.in_dim == 3
+    assert info.class_names == ["chair", "cone"] and (info.n_train, info.n_test) == (80, 50) and info.in_dim == 3
     b = next(iter(make_loader(cfg, "test", shuffle=False)))
     assert set(b.labels.tolist()) <= {0, 1} and b.target.shape[0] == 4
     assert (b.mask.sum(1) < b.target_mask.sum(1)).all()  # partial inputs are smaller than the targets

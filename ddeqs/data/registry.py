@@ -101,8 +101,8 @@ def _raw_loader(name: str, raw_root: Path, params: dict[str, Any], workers: int,
 
 
 def prepare_dataset(name: str, raw_root: str | Path = "data/raw", root: str | Path = "data/processed",
-                    max_points: int = 800, min_points: int = 500, workers: int = 1, per_class_train: int = 24,
-                    per_class_test: int = 8, force: bool = False, progress: bool = True) -> list[str]:
+                    max_points: int = 800, min_points: int = 500, workers: int = 1, per_class_train: int = 40,
+                    per_class_test: int = 25, force: bool = False, progress: bool = True) -> list[str]:
     """Prepare both splits of ``name`` (idempotent); returns one message per split.
 
     2-D clouds are normalized (zero mean, unit variance per coordinate); meshes go
@@ -120,7 +120,11 @@ def prepare_dataset(name: str, raw_root: str | Path = "data/raw", root: str | Pa
             raise DataError(f"--min-points {min_points} must be between 1 and --max-points {max_points}")
         params.update(max_points=max_points, min_points=min_points)
     if name == "shapes":
-        params.update(per_class_train=per_class_train, per_class_test=per_class_test)
+        from ddeqs.data.shapes import GENERATOR_VERSION
+
+        # the generator version too: a processed split of older meshes is prepared again
+        params.update(per_class_train=per_class_train, per_class_test=per_class_test,
+                      generator_version=GENERATOR_VERSION)
     messages, todo = [], []
     for split in SPLITS:
         path = split_path(root, name, split)
