@@ -11,6 +11,8 @@ backward per step.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ddeqs.mmd import riesz_mmd2
@@ -54,13 +56,8 @@ def naive_wgf_solve(
     z0: torch.Tensor,
     mask: torch.Tensor,
     movable: torch.Tensor | None = None,
-    iters: int = 200,
-    step: float = 5.0,
-    tol: float = 0.0,
-    momentum: float = 0.0,
-    nesterov: bool = False,
-    ratio: float = 0.0,
+    **loop: Any,
 ) -> tuple[torch.Tensor, dict]:
     """Same contract as :func:`ddeqs.solver.wgf.wgf_solve`; ``full_func(z)`` runs all of F."""
     movable = mask if movable is None else movable & mask
-    return wgf_loop(NaiveGradient(full_func, mask, movable), z0, mask, iters, step, tol, momentum, nesterov, ratio)
+    return wgf_loop(NaiveGradient(full_func, mask, movable), z0, mask, **loop)

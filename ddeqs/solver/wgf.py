@@ -25,6 +25,8 @@ are frozen (:class:`ddeqs.solver.loop.StopRule`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ddeqs.mmd import PairedMMD
@@ -85,15 +87,11 @@ def wgf_solve(
     z0: torch.Tensor,
     mask: torch.Tensor,
     movable: torch.Tensor | None = None,
-    iters: int = 200,
-    step: float = 5.0,
-    tol: float = 0.0,
-    momentum: float = 0.0,
-    nesterov: bool = False,
-    ratio: float = 0.0,
+    **loop: Any,
 ) -> tuple[torch.Tensor, dict]:
-    """:func:`ddeqs.solver.loop.wgf_loop` (same arguments and return value) with :class:`FastGradient`
+    """:func:`ddeqs.solver.loop.wgf_loop` (``loop``: its keyword arguments iters, step, tol, momentum,
+    nesterov, ratio; same return value) with :class:`FastGradient`
     from ``z0`` ``(B, K, p)``, ``mask`` ``(B, K)``; ``movable`` (default ``mask``): particles that move."""
     movable = mask if movable is None else movable & mask
     gradient = FastGradient(func, mask, movable, z0.dtype)
-    return wgf_loop(gradient, z0, mask, iters, step, tol, momentum, nesterov, ratio)
+    return wgf_loop(gradient, z0, mask, **loop)
