@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -324,15 +324,20 @@ def suggest(key: str, choices: list[str] | None = None) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration in {source}:"]
+def format_errors(err: ValidationError, header: str, unknown_hint: Callable[[str], str]) -> str:
+    """Pydantic errors as one line each under ``header``; an unknown key gets ``unknown_hint(key)``."""
+    lines = [header]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
-            lines.append(f"  unknown key '{key}'{suggest(key)}")
+            lines.append(f"  unknown key '{key}'{unknown_hint(key)}")
         else:
             lines.append(f"  {key or '(top level)'}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    return format_errors(err, f"invalid configuration in {source}:", suggest)
 
 
 def parse_value(text: str) -> Any:

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Iterable
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from ddeqs.config import ConfigError, DatasetName, from_dict, safe_load_unique, suggest
+from ddeqs.config import ConfigError, DatasetName, format_errors, from_dict, safe_load_unique, suggest
 from ddeqs.record import MAIN_PATTERN, MODELS, TASKS, child_name, parse_name
 
 RUN_PATTERN = MAIN_PATTERN
@@ -182,14 +182,8 @@ class Plan(_Strict):
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid pipeline configuration in {source}:"]
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            lines.append(f"  unknown key '{key}' (see workflow/schemas/config.schema.yaml)")
-        else:
-            lines.append(f"  {key or '(top level)'}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
+    return format_errors(err, f"invalid pipeline configuration in {source}:",
+                         lambda key: " (see workflow/schemas/config.schema.yaml)")
 
 
 def plan_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Plan:
