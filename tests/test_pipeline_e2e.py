@@ -75,7 +75,8 @@ def test_smoke_dag_writes_every_table_and_figure(smoke: SimpleNamespace) -> None
     assert metrics["dataset"] == "digits" and metrics["test"]["n"] > 0
     assert (repo / "results/smoke/plots/mnist-cls-ddeq.csv").read_text().startswith("epoch")
     assert (repo / "results/smoke/plots/training_curves.png").stat().st_size > 0
-    assert smoke.seconds < 1200
+    # no wall-time assertion (speed is shown by `ddeqs bench`, not by timed tests): the fixture prints
+    # the DAG's seconds and `pytest --durations` lists it, to keep CI under its 30-minute goal
 
 
 def test_second_run_does_nothing(smoke: SimpleNamespace) -> None:
