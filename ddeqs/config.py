@@ -400,16 +400,19 @@ def safe_load_unique(text: str) -> Any:
     return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(path: str | Path, missing: str = "configuration file not found: {path}",
+              expected: str = "a mapping at the top level") -> dict[str, Any]:
+    """A YAML mapping read strictly (duplicate keys are errors); ``missing`` / ``expected`` word the
+    errors of an absent file and of a file that is not a mapping."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"configuration file not found: {path}")
+        raise ConfigError(missing.format(path=path))
     try:
         raw = safe_load_unique(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{path}: expected {expected}")
     return raw
 
 

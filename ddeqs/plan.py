@@ -24,7 +24,7 @@ from typing import Annotated, Any, Iterable
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from ddeqs.config import ConfigError, DatasetName, format_errors, from_dict, safe_load_unique, suggest
+from ddeqs.config import ConfigError, DatasetName, format_errors, from_dict, load_yaml, suggest
 from ddeqs.record import MAIN_PATTERN, MODELS, TASKS, child_name, parse_name
 
 RUN_PATTERN = MAIN_PATTERN
@@ -212,14 +212,8 @@ def read_config(paths: str | Path | Iterable[str | Path]) -> dict[str, Any]:
         paths = [paths]
     merged: dict[str, Any] = {}
     for p in map(Path, paths):
-        if not p.is_file():
-            raise ConfigError(f"pipeline configuration not found: {p} (e.g. params/config.yaml, params/smoke.yaml)")
-        try:
-            raw = safe_load_unique(p.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{p} is not valid YAML: {err}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: expected a mapping with keys profile, roles, runs, ...")
+        raw = load_yaml(p, "pipeline configuration not found: {path} (e.g. params/config.yaml, params/smoke.yaml)",
+                        "a mapping with keys profile, roles, runs, ...")
         merged = deep_merge(merged, raw)
     return merged
 
