@@ -10,7 +10,10 @@ run (``tasks``, ``models``, ``runs``), the ablation ``grids`` and the App. D.9 `
 
 Run names: main runs ``<role>-<task>-<model>`` (task ``cls``/``cpl``, model ``ddeq``/``pointnet``/
 ``pt``/``pcn``), grid children ``<main run>--<grid>-<value>``. Values are merged in this order
-(later wins): ``defaults < tasks[<task>] < models[<model>] < runs[<main run>] < grid value (+ coupled key)``.
+(later wins): ``defaults < tasks[<task>] < models[<model>] < runs[<main run>] < grids[<grid>].set < grid value
+(+ coupled key)``. A grid's ``set`` trains every child of that grid alike but unlike its main run (e.g. fewer
+epochs for an ablation on a CPU); without it a child whose value is its main run's setting would repeat the
+main run, so it is not trained and the tables read the main run instead (:func:`grid_children`).
 """
 
 from __future__ import annotations
@@ -81,6 +84,9 @@ class Grid(_Strict):
     runs: list[str] = Field(min_length=1, description="main runs the grid varies")
     values: list[GridValue] = Field(description="values of the key, one child run each")
     coupled: Coupled = Field(None, description="a second key set to product / value (step x iters constant)")
+    set: Fields = Field(
+        None, description="ExperimentConfig fields of every child of this grid, over its main run's (e.g. "
+                          "train: {epochs: 4} for a shorter ablation); the grid value still wins for its key")
 
 
 class Flow(_Strict):
@@ -257,26 +263,56 @@ def main_run_fields(plan: Plan, name: str) -> dict[str, Any]:
     return raw
 
 
-def build_runs(plan: Plan) -> dict[str, dict[str, Any]]:
-    """``{run name: ExperimentConfig dict (JSON mode)}`` for every selected main run and grid child
-    (all of them without ``select``).
+def _validated(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    return from_dict(raw, f"run {name!r} of the pipeline configuration").model_dump(mode="json")
 
-    Every run is validated by :mod:`ddeqs.config`; a bad field raises :class:`ConfigError` naming the run.
-    """
-    runs = {name: main_run_fields(plan, name) for name in plan.selected_runs()}
+
+#: fields that change what a run reports, not what it trains: the MLflow names, and whether the untrained
+#: model is evaluated too (a grid may turn that off for its children and still repeat its main run)
+NOT_TRAINING = {"tracking": ("run_name", "parent_run"), "train": ("eval_init", "quiet")}
+
+
+def _same_training(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two validated run configs train the same model (they differ at most in :data:`NOT_TRAINING`)."""
+    def strip(c: dict[str, Any]) -> dict[str, Any]:
+        return {**c, **{sec: {k: v for k, v in c[sec].items() if k not in keys} for sec, keys in NOT_TRAINING.items()}}
+    return strip(a) == strip(b)
+
+
+def grid_children(plan: Plan) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``{child name: (main run, validated ExperimentConfig dict)}`` of every selected grid, in plan order,
+    without the children that would repeat their main run (a value equal to the main run's setting in a
+    grid without ``set``, e.g. noise 5 %): the tables read the main run for those
+    (:func:`ddeqs.paper.tables.find_ablation`)."""
+    mains = {name: main_run_fields(plan, name) for name in plan.selected_runs()}
+    checked = {name: _validated(raw, name) for name, raw in mains.items()}
+    children: dict[str, tuple[str, dict[str, Any]]] = {}
     for grid, spec in plan.selected_grids().items():
         for parent in spec.runs:
             for value in spec.values:
                 child = child_name(parent, grid, value)
-                raw = copy.deepcopy(runs[parent])
+                raw = deep_merge(mains[parent], spec.set)
                 set_dotted(raw, spec.key, value)
                 if spec.coupled:  # e.g. solver.step = product / solver.iters (Table 4: step x iters constant)
                     set_dotted(raw, spec.coupled.key, float(spec.coupled.product) / float(value))
                 set_dotted(raw, "tracking.run_name", child)
                 set_dotted(raw, "tracking.parent_run", f"{parent}--{grid}")
-                runs[child] = raw
-    return {name: from_dict(raw, f"run {name!r} of the pipeline configuration").model_dump(mode="json")
-            for name, raw in runs.items()}
+                cfg = _validated(raw, child)
+                if not _same_training(cfg, checked[parent]):
+                    children[child] = (parent, cfg)
+    return children
+
+
+def build_runs(plan: Plan) -> dict[str, dict[str, Any]]:
+    """``{run name: ExperimentConfig dict (JSON mode)}`` for every selected main run and grid child
+    (all of them without ``select``), less the children that would repeat their main run
+    (:func:`grid_children`).
+
+    Every run is validated by :mod:`ddeqs.config`; a bad field raises :class:`ConfigError` naming the run.
+    """
+    runs = {name: _validated(main_run_fields(plan, name), name) for name in plan.selected_runs()}
+    runs.update({child: cfg for child, (_, cfg) in grid_children(plan).items()})
+    return runs
 
 
 # ---------------------------------------------------------------------------

@@ -189,3 +189,20 @@ def test_report_lists_each_reading_with_the_recorded_settings(tmp_path):
     assert "data.noise_mode=replace" in noise
     assert "`data.redraw_partial` = true (19 runs)" in section and "data.noise_test=true" in section
     assert (tmp_path / "res" / "README.md").read_text() == text
+
+
+def test_d5_uses_the_grids_own_wgf_reference_when_trained(runs):
+    """A solver grid with `set` trains its own WGF run (same shortened training as the classical solvers):
+    the ratios are taken against it, not against the main run."""
+    import shutil
+
+    ref = runs / ablation_name("mnist-cpl-ddeq", "solver", "wgf")
+    shutil.copytree(runs / "mnist-cpl-ddeq", ref)
+    m = json.loads((ref / "metrics.json").read_text())
+    m["name"] = ref.name
+    m["test"]["mmd2"] *= 2.0
+    (ref / "metrics.json").write_text(json.dumps(m))
+    t, _ = _tables(runs)
+    cell = t["table_d5"].cell("fixed point", "MMD² ratio")
+    assert cell.value == pytest.approx(13.0 / 2.0) and cell.runs == ["mnist-cpl-ddeq--solver-fixed_point", ref.name]
+    assert "wgf" not in " ".join(t["table_d5"].rows).lower()

@@ -35,6 +35,9 @@ PAPER_ABLATIONS = (
     + [f"mnist-cpl-ddeq--input_share-{v}" for v in ("0.2", "0.4", "0.6", "0.8", "1")]
     + [f"mnist-cpl-ddeq--solver-{v}" for v in ("fixed_point", "anderson", "broyden")]
 )
+# grid children whose value is their main run's setting: not trained, the tables read the main run
+PAPER_REPEATS = ["mnist-cls-ddeq--z_particles-10", "modelnet-cls-ddeq--z_particles-10", "mnist-cpl-ddeq--iters-200",
+                 "mnist-cpl-ddeq--noise-0.05", "mnist-cpl-pcn--noise-0.05", "mnist-cpl-ddeq--input_share-1"]
 TABLES = ["table1", "table2", "table3", "table4", "table5", "table6", "table_d5"]
 FIGURES = [f"fig{i:02d}" for i in (1, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17)]
 
@@ -76,8 +79,10 @@ def test_paper_dry_run_lists_every_job(wf: Path) -> None:
     proc = snakemake(wf, "-n", "all")
     out = proc.stdout + proc.stderr
     counts = job_counts(out)
-    runs = MAIN_RUNS + PAPER_ABLATIONS
-    assert counts["train"] == len(runs) == 51  # Figure 10 has a curve per classification dataset
+    runs = MAIN_RUNS + [name for name in PAPER_ABLATIONS if name not in PAPER_REPEATS]
+    assert counts["train"] == len(runs) == 45  # Figure 10 has a curve per classification dataset
+    for name in PAPER_REPEATS:
+        assert f"results/paper/runs/{name}/" not in out, name
     assert counts["run_params"] == counts["training_curve"] == len(runs)
     assert counts["fetch"] == counts["prepare"] == 2
     for name in runs:
@@ -99,8 +104,10 @@ def test_paper_dry_run_lists_every_job(wf: Path) -> None:
 def test_smoke_is_the_same_dag_on_embedded_data(wf: Path) -> None:
     out = snakemake(wf, "all", "-n", "--configfile", "params/smoke.yaml").stdout
     counts = job_counts(out)
-    # 10 main runs + grid children: z_particles 8 x 2, pushforward 3, iters 6, noise 4 x 2, input_share 5, solver 3
-    assert counts["train"] == 10 + 16 + 3 + 6 + 8 + 5 + 3
+    # 10 main runs + grid children: z_particles 8 x 2 less 10 x 2, pushforward 3, iters 6, noise 4 x 2 less
+    # 5 % x 2, input_share 5 less 1.0, solver 3 (the values left out would repeat their main run)
+    assert counts["train"] == 10 + 14 + 3 + 6 + 6 + 4 + 3
+    assert "results/smoke/runs/mnist-cpl-pcn--noise-0.05/" not in out
     assert "results/smoke/runs/modelnet-cls-ddeq--z_particles-64/metrics.json" in out
     assert "data/processed/digits/train.npz" in out and "data/processed/shapes/test.npz" in out
     assert "mnist-pc" not in out and "modelnet40-s" not in out  # nothing of the paper leaks in
@@ -118,11 +125,15 @@ def test_smoke_is_the_same_dag_on_embedded_data(wf: Path) -> None:
 def test_cpu_profile_and_the_demo_selected_from_it(wf: Path) -> None:
     """params/cpu.yaml is the whole DAG on embedded data; params/demo.yaml over it trains only its 4 digits runs."""
     full = job_counts(snakemake(wf, "all", "-n", "--configfile", "params/cpu.yaml").stdout)
-    # 10 main runs + grid children: z_particles 4 x 2, pushforward 3, iters 4, noise 4 x 2, input_share 5, solver 3
-    assert full["train"] == 10 + 8 + 3 + 4 + 8 + 5 + 3
+    # 10 main runs + grid children: z_particles 3 x 2, pushforward 3, iters 3 less 50, noise 3 x 2 less 5 % x 2,
+    # input_share 3 less 1.0, solver 4 (its own "wgf" reference: the grid's `set` trains it unlike the main run)
+    assert full["train"] == 10 + 6 + 3 + 2 + 4 + 2 + 4
     out = snakemake(wf, "all", "-n", "--configfile", "params/cpu.yaml", "params/demo.yaml").stdout
     counts = job_counts(out)
     assert counts["train"] == 4 and counts["paper_claims"] == counts["paper_tables"] == 1
+    # a figure of one run is its own job, drawn once that run is done (not after the last training)
+    assert counts["paper_figure_fig11"] == counts["paper_figure_fig04"] == 1 and "paper_figure_fig05" not in counts
+    assert re.search(r"rule paper_figure_fig11:\n(?:\s+.*\n)*?\s+input: results/demo/runs/mnist-cls-ddeq/metrics.json\n", out)
     for name in ("mnist-cls-ddeq", "mnist-cls-pointnet", "mnist-cpl-ddeq", "mnist-cpl-pcn"):
         assert f"results/demo/runs/{name}/metrics.json" in out, name
     assert "results/cpu" not in out and "data/processed/shapes" not in out  # only the demo's data, only results/demo

@@ -32,15 +32,37 @@ def test_every_profile_loads_and_passes_the_schema(path: Path) -> None:
 def test_run_table_of_the_paper_profile() -> None:
     plan = load_plan(REPO / "params/config.yaml")
     runs = build_runs(plan)
-    assert len(runs) == 51
+    # 51 runs less the 6 grid children that would repeat their main run (z_particles 10 x 2, iters 200,
+    # noise 5 % x 2, input share 1): the tables read the main run for those cells
+    assert len(runs) == 45
+    assert not {"mnist-cls-ddeq--z_particles-10", "mnist-cpl-ddeq--iters-200", "mnist-cpl-ddeq--noise-0.05",
+                "mnist-cpl-pcn--noise-0.05", "mnist-cpl-ddeq--input_share-1"} & set(runs)
     child = runs["mnist-cpl-ddeq--iters-50"]
     assert child["solver"]["iters"] == 50 and child["solver"]["step"] == pytest.approx(20.0)
     assert child["tracking"]["parent_run"] == "mnist-cpl-ddeq--iters"
     assert runs["mnist-cls-ddeq"]["model"]["cross_layers"] == 1 and runs["mnist-cls-ddeq"]["data"]["dataset"] == "mnist-pc"
     assert runs["modelnet-cls-pt"]["model"]["name"] == "point-transformer"
     assert runs["mnist-cls-ddeq"]["tracking"]["experiment"] == "ddeqs-paper-classification"
-    assert child_name("mnist-cpl-ddeq", "input_share", 1.0) in runs  # 1.0 -> "1"
+    assert child_name("mnist-cpl-ddeq", "input_share", 0.8) in runs
+    assert child_name("mnist-cpl-ddeq", "input_share", 1.0) == "mnist-cpl-ddeq--input_share-1"  # 1.0 -> "1"
     assert child_name("mnist-cls-ddeq", "pushforward", True) == "mnist-cls-ddeq--pushforward-true"
+
+
+def test_grid_set_trains_its_children_alike_and_unlike_the_main_run() -> None:
+    """grids.<g>.set applies to every child (over the main run, under the grid value), so a child whose value
+    is the main run's setting is trained too; without set it is not (it would repeat the main run)."""
+    raw = _smoke()
+    raw["grids"]["noise"]["set"] = {"train": {"epochs": 3}, "data": {"noise": 0.5, "max_test": 8}}
+    runs = build_runs(plan_from_dict(raw))
+    for v in ("0", "0.05", "0.2", "0.8"):
+        child = runs[f"mnist-cpl-ddeq--noise-{v}"]
+        assert child["train"]["epochs"] == 3 and child["data"]["max_test"] == 8
+        assert child["data"]["noise"] == float(v)  # the grid value wins over set
+    assert runs["mnist-cpl-ddeq"]["train"]["epochs"] == 1 and runs["mnist-cpl-ddeq"]["data"]["max_test"] == 32
+    assert "mnist-cpl-ddeq--input_share-1" not in runs  # no set: would repeat the main run (input share 1)
+    raw["grids"]["noise"]["set"] = {"train": {"epoch": 3}}
+    with pytest.raises(ConfigError, match=r"(?s)mnist-cpl-ddeq--noise-0.*train.epoch.*did you mean .train.epochs"):
+        build_runs(plan_from_dict(raw))
 
 
 def _smoke() -> dict:
@@ -122,4 +144,4 @@ def test_select_builds_only_the_named_part_of_a_profile(tmp_path: Path) -> None:
     raw["select"] = {"runs": ["mnist-cls-ddeq", "modelnet-cls-ddeq"], "grids": ["z_particles"]}
     runs = build_runs(plan_from_dict(raw))
     assert sorted(n for n in runs if "--" not in n) == ["mnist-cls-ddeq", "modelnet-cls-ddeq"]
-    assert len(runs) == 2 + 2 * 8
+    assert len(runs) == 2 + 2 * 7  # 8 values each, less 10 (the main runs' own setting)

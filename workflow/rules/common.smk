@@ -20,7 +20,7 @@ import yaml
 from snakemake.utils import validate
 
 from ddeqs.config import ConfigError
-from ddeqs.paper.figures import buildable
+from ddeqs.paper.figures import NEEDS_RUNS, buildable
 from ddeqs.plan import build_runs, plan_from_dict, read_config
 
 

@@ -9,6 +9,10 @@ TABLES = ["table1", "table2", "table3", "table4", "table5", "table6", "table_d5"
 FIGURES = buildable(
     ["fig01", "fig04", "fig05", "fig07", "fig08", "fig09", "fig10", "fig11", "fig12", "fig13", "fig14", "fig15"], RUNS
 )
+# a figure of one or two runs is drawn as soon as those runs are done (its own job: the embedding figures take
+# ~30 s each and would otherwise wait for the last training); the others need the grids or every run
+RUN_FIGURES = [f for f in FIGURES if f in NEEDS_RUNS]
+FIGURES = [f for f in FIGURES if f not in NEEDS_RUNS]
 FLOW_FIGURES = ["fig16", "fig17"]  # the MMD flow of App. D.9: no training needed
 ALL_METRICS = metrics_of(list(RUNS))
 
@@ -57,6 +61,30 @@ rule paper_figures:
         f" {{params.context}} > {{log}} 2>&1"
 
 
+for _fig in RUN_FIGURES:
+
+    rule:
+        name:
+            f"paper_figure_{_fig}"
+        input:
+            metrics_of(list(NEEDS_RUNS[_fig])),
+        output:
+            figure_outputs([_fig]),
+        log:
+            f"{ROOT}/logs/paper/{_fig}.log",
+        benchmark:
+            f"{ROOT}/benchmarks/paper/{_fig}.tsv"
+        params:
+            context=CONTEXT,
+            only=_fig,
+        shell:
+            f"{{DDEQS}} paper figures --runs {ROOT}/runs --out {ROOT}/figures --only {{params.only}}"
+            f" {{params.context}} > {{log}} 2>&1"
+
+
+RUN_FIGURE_OUTPUTS = [f for _fig in RUN_FIGURES for f in getattr(rules, f"paper_figure_{_fig}").output]
+
+
 rule flow_figures:
     output:
         figure_outputs(FLOW_FIGURES),
@@ -97,6 +125,7 @@ rule paper_report:
     input:
         rules.paper_tables.output,
         rules.paper_figures.output,
+        RUN_FIGURE_OUTPUTS,
         rules.flow_figures.output,
         rules.paper_claims.output.md,
         claims=rules.paper_claims.output.json,
@@ -116,6 +145,7 @@ rule paper_report:
 PAPER_OUTPUTS = [
     *rules.paper_tables.output,
     *rules.paper_figures.output,
+    *RUN_FIGURE_OUTPUTS,
     *rules.flow_figures.output,
     *rules.paper_report.output,
     *rules.paper_claims.output,
