@@ -22,13 +22,34 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError,
+                      field_validator, model_validator)
+from pydantic_core import core_schema
+
+from ddeqs.data.registry import DATASETS, PROCESSED_ROOT, dataset_dim  # noqa: F401 (dataset_dim: re-exported for callers)
+
+
+class _Registered:
+    """Pydantic annotation: a name of :data:`ddeqs.data.registry.DATASETS`, read when a value is checked
+    and when the JSON schema is generated (its ``enum``), so a registered dataset needs no edit here."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        def check(name: str) -> str:
+            if name not in DATASETS:
+                raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+            return name
+
+        return core_schema.no_info_after_validator_function(check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> dict:
+        return {"enum": list(DATASETS), "type": "string"}
+
 
 Task = Literal["classification", "completion"]
-DatasetName = Literal["mnist-pc", "modelnet40-s", "digits", "shapes"]
+DatasetName = Annotated[str, _Registered()]
 ModelName = Literal["ddeq", "pointnet", "point-transformer", "pcn"]
 SolverKind = Literal["wgf", "fixed_point", "anderson", "broyden"]
 
@@ -45,7 +66,7 @@ class DataConfig(_Strict):
     """Which prepared dataset to read and how to derive the model input from it."""
 
     dataset: DatasetName = "digits"
-    root: str = Field("data/processed", description="folder holding prepared datasets")
+    root: str = Field(PROCESSED_ROOT, description="folder holding prepared datasets")
     raw_root: str = Field("data/raw", description="folder holding downloads")
     noise: float = Field(
         0.0, ge=0.0, le=1.0,
@@ -425,13 +446,3 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def dump_config(cfg: ExperimentConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-
-
-def dataset_dim(dataset: str) -> int:
-    """Point dimension of a dataset: 2 for MNIST-pc and digits, 3 for ModelNet40-s and shapes."""
-    return 2 if dataset in ("mnist-pc", "digits") else 3
-
-
-def default_partial_radius(dataset: str) -> float:
-    """Paper: 0.6 for MNIST-pc (2-D), 0.8 for ModelNet40-s (3-D)."""
-    return 0.6 if dataset_dim(dataset) == 2 else 0.8
