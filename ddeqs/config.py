@@ -21,6 +21,7 @@ Layout of a run configuration (``ExperimentConfig``)::
 from __future__ import annotations
 
 import difflib
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
 
@@ -67,7 +68,6 @@ class DataConfig(_Strict):
 
     dataset: DatasetName = "digits"
     root: str = Field(PROCESSED_ROOT, description="folder holding prepared datasets")
-    raw_root: str = Field("data/raw", description="folder holding downloads")
     noise: float = Field(
         0.0, ge=0.0, le=1.0,
         description="completion: fraction of input particles given N(0, I) noise, drawn afresh each time a training "
@@ -87,7 +87,6 @@ class DataConfig(_Strict):
     partial_radius: float | None = Field(
         None, gt=0.0, description="completion: removal radius around 2 random centres (default 0.6 2-D, 0.8 3-D)"
     )
-    max_points: int = Field(800, ge=8, description="voxelization target: at most this many points per cloud")
     classes: list[str] | None = Field(None, description="restrict to these class names (None: all)")
     max_train: int | None = Field(None, ge=1, description="use at most this many training samples")
     max_test: int | None = Field(None, ge=1, description="use at most this many test samples")
@@ -369,6 +368,30 @@ def parse_value(text: str) -> Any:
         return text
 
 
+#: Keys removed from the run configuration and where their setting lives now. Training never read either
+#: (a run reads the prepared splits under data.root, whose .json sidecars record the preparation
+#: parameters), so they only suggested a control that did not exist. A file that still has one (e.g. a
+#: run folder's config.yaml written before) loads with a warning; ``--set`` of one is an error.
+REMOVED_KEYS = {
+    "data.max_points": "it is a preparation setting: give it to 'ddeqs data prepare --max-points N' (pipeline: "
+                       "prepare: {<dataset>: \"--max-points N\"}); a prepared split's .json records the value used",
+    "data.raw_root": "training reads the prepared splits under data.root only: give the download folder to "
+                     "'ddeqs data fetch/prepare --raw-root DIR'",
+}
+
+
+def drop_removed(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """``raw`` without the keys of :data:`REMOVED_KEYS` (a warning per key found); ``raw`` is not changed."""
+    out = dict(raw)
+    for key, note in REMOVED_KEYS.items():
+        section, leaf = key.split(".")
+        if isinstance(out.get(section), dict) and leaf in out[section]:
+            out[section] = {k: v for k, v in out[section].items() if k != leaf}
+            warnings.warn(f"{source}: '{key}' is no longer a run setting and is ignored; {note}", UserWarning,
+                          stacklevel=3)
+    return out
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """Apply ``key.sub=value`` strings to a raw (unvalidated) nested dict; returns a new dict."""
     import copy
@@ -380,6 +403,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. solver.iters=50)")
         key, value = item.split("=", 1)
         key = key.strip()
+        if key in REMOVED_KEYS:
+            raise ConfigError(f"'{key}' was removed from the run configuration (--set {item!r}): {REMOVED_KEYS[key]}")
         if key not in keys:
             raise ConfigError(f"unknown key '{key}' in --set {item!r}{suggest(key, keys)}")
         node = out
@@ -394,7 +419,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
 
 def from_dict(raw: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
     try:
-        return ExperimentConfig.model_validate(raw)
+        return ExperimentConfig.model_validate(drop_removed(raw, source))
     except ValidationError as err:
         raise ConfigError(_format_errors(err, source)) from None
 
