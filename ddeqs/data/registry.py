@@ -196,9 +196,14 @@ def dataset_label(name: str) -> str:
     return DATASETS[name].table_label if name in DATASETS else name
 
 
+def dataset_dir(root: str | Path, name: str) -> Path:
+    """``<root>/<name>``: the folder of dataset ``name``'s prepared splits."""
+    return Path(root) / name
+
+
 def split_path(root: str | Path, name: str, split: str) -> Path:
     """``<root>/<name>/<split>`` (without suffix)."""
-    return Path(root) / name / split
+    return dataset_dir(root, name) / split
 
 
 def processed_files(root: str | Path, name: str, suffix: str = ".npz") -> list[Path]:
