@@ -12,7 +12,7 @@ rule fetch:
     resources:
         downloads=1,
     shell:
-        "{DDEQS} data fetch {wildcards.dataset} --raw-root {RAW_ROOT} > {log} 2>&1"
+        f"{{DDEQS}} data fetch {{wildcards.dataset}} --raw-root {RAW_ROOT} > {{log}} 2>&1"
 
 
 rule prepare:
@@ -30,5 +30,5 @@ rule prepare:
         extra=lambda w: config.get("prepare", {}).get(w.dataset, ""),
     threads: 1
     shell:
-        "{DDEQS} data prepare {wildcards.dataset} --raw-root {RAW_ROOT} --root {PROCESSED_ROOT}"
+        f"{{DDEQS}} data prepare {{wildcards.dataset}} --raw-root {RAW_ROOT} --root {PROCESSED_ROOT}"
         " {params.extra} > {log} 2>&1"
