@@ -4,7 +4,8 @@ Sizes follow the paper (App. C.1): the default :class:`ddeqs.config.ModelConfig`
 32 heads, FFN 512), one cross layer for MNIST-pc classification, three otherwise. A problem is shaped
 like the paper dataset of its role (``mnist``: MNIST-pc, ``modelnet``: ModelNet40-s; dimension, classes
 and cross layers from :mod:`ddeqs.data.registry`). The batch is ``batch`` clouds of ``points`` points
-drawn from N(0, I) in d = 2 (``mnist``) or 3 (``modelnet``) dimensions (the datasets are normalized to zero mean and unit variance, so the scale matches).
+drawn from N(0, I) in d = 2 (``mnist``) or 3 (``modelnet``) dimensions (the datasets are normalized to
+zero mean and unit variance, so the scale matches).
 Completion gets ``points + ceil(0.275 · points)`` slots (200 points -> 255 slots) and a target
 cloud with the free particles' worth of extra points.
 """
