@@ -21,14 +21,36 @@ Layout of a run configuration (``ExperimentConfig``)::
 from __future__ import annotations
 
 import difflib
+import warnings
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError,
+                      field_validator, model_validator)
+from pydantic_core import core_schema
+
+from ddeqs.data.registry import DATASETS, PROCESSED_ROOT, dataset_dim  # noqa: F401 (dataset_dim: re-exported for callers)
+
+
+class _Registered:
+    """Pydantic annotation: a name of :data:`ddeqs.data.registry.DATASETS`, read when a value is checked
+    and when the JSON schema is generated (its ``enum``), so a registered dataset needs no edit here."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        def check(name: str) -> str:
+            if name not in DATASETS:
+                raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+            return name
+
+        return core_schema.no_info_after_validator_function(check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> dict:
+        return {"enum": list(DATASETS), "type": "string"}
+
 
 Task = Literal["classification", "completion"]
-DatasetName = Literal["mnist-pc", "modelnet40-s", "digits", "shapes"]
+DatasetName = Annotated[str, _Registered()]
 ModelName = Literal["ddeq", "pointnet", "point-transformer", "pcn"]
 SolverKind = Literal["wgf", "fixed_point", "anderson", "broyden"]
 
@@ -45,8 +67,7 @@ class DataConfig(_Strict):
     """Which prepared dataset to read and how to derive the model input from it."""
 
     dataset: DatasetName = "digits"
-    root: str = Field("data/processed", description="folder holding prepared datasets")
-    raw_root: str = Field("data/raw", description="folder holding downloads")
+    root: str = Field(PROCESSED_ROOT, description="folder holding prepared datasets")
     noise: float = Field(
         0.0, ge=0.0, le=1.0,
         description="completion: fraction of input particles given N(0, I) noise, drawn afresh each time a training "
@@ -66,7 +87,6 @@ class DataConfig(_Strict):
     partial_radius: float | None = Field(
         None, gt=0.0, description="completion: removal radius around 2 random centres (default 0.6 2-D, 0.8 3-D)"
     )
-    max_points: int = Field(800, ge=8, description="voxelization target: at most this many points per cloud")
     classes: list[str] | None = Field(None, description="restrict to these class names (None: all)")
     max_train: int | None = Field(None, ge=1, description="use at most this many training samples")
     max_test: int | None = Field(None, ge=1, description="use at most this many test samples")
@@ -348,6 +368,30 @@ def parse_value(text: str) -> Any:
         return text
 
 
+#: Keys removed from the run configuration and where their setting lives now. Training never read either
+#: (a run reads the prepared splits under data.root, whose .json sidecars record the preparation
+#: parameters), so they only suggested a control that did not exist. A file that still has one (e.g. a
+#: run folder's config.yaml written before) loads with a warning; ``--set`` of one is an error.
+REMOVED_KEYS = {
+    "data.max_points": "it is a preparation setting: give it to 'ddeqs data prepare --max-points N' (pipeline: "
+                       "prepare: {<dataset>: \"--max-points N\"}); a prepared split's .json records the value used",
+    "data.raw_root": "training reads the prepared splits under data.root only: give the download folder to "
+                     "'ddeqs data fetch/prepare --raw-root DIR'",
+}
+
+
+def drop_removed(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """``raw`` without the keys of :data:`REMOVED_KEYS` (a warning per key found); ``raw`` is not changed."""
+    out = dict(raw)
+    for key, note in REMOVED_KEYS.items():
+        section, leaf = key.split(".")
+        if isinstance(out.get(section), dict) and leaf in out[section]:
+            out[section] = {k: v for k, v in out[section].items() if k != leaf}
+            warnings.warn(f"{source}: '{key}' is no longer a run setting and is ignored; {note}", UserWarning,
+                          stacklevel=3)
+    return out
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """Apply ``key.sub=value`` strings to a raw (unvalidated) nested dict; returns a new dict."""
     import copy
@@ -359,6 +403,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
             raise ConfigError(f"override {item!r} is not of the form key=value (e.g. solver.iters=50)")
         key, value = item.split("=", 1)
         key = key.strip()
+        if key in REMOVED_KEYS:
+            raise ConfigError(f"'{key}' was removed from the run configuration (--set {item!r}): {REMOVED_KEYS[key]}")
         if key not in keys:
             raise ConfigError(f"unknown key '{key}' in --set {item!r}{suggest(key, keys)}")
         node = out
@@ -373,7 +419,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
 
 def from_dict(raw: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
     try:
-        return ExperimentConfig.model_validate(raw)
+        return ExperimentConfig.model_validate(drop_removed(raw, source))
     except ValidationError as err:
         raise ConfigError(_format_errors(err, source)) from None
 
@@ -425,13 +471,3 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def dump_config(cfg: ExperimentConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-
-
-def dataset_dim(dataset: str) -> int:
-    """Point dimension of a dataset: 2 for MNIST-pc and digits, 3 for ModelNet40-s and shapes."""
-    return 2 if dataset in ("mnist-pc", "digits") else 3
-
-
-def default_partial_radius(dataset: str) -> float:
-    """Paper: 0.6 for MNIST-pc (2-D), 0.8 for ModelNet40-s (3-D)."""
-    return 0.6 if dataset_dim(dataset) == 2 else 0.8

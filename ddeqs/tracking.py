@@ -344,9 +344,11 @@ class Tracker(NullTracker):
         def go() -> None:
             from mlflow.entities import Dataset, DatasetInput, InputTag
 
+            from ddeqs.data.registry import PROCESSED_ROOT, dataset_dir
+
             ds = Dataset(
                 name=name, digest=(sha256 or "unknown")[:36], source_type="local",
-                source=json.dumps({"uri": f"data/processed/{name}"}),
+                source=json.dumps({"uri": dataset_dir(PROCESSED_ROOT, name).as_posix()}),
                 profile=json.dumps({"sha256": sha256, **{f"{k}_clouds": int(v) for k, v in sizes.items() if v is not None}}),
             )
             self.client.log_inputs(self.run_id, datasets=[DatasetInput(ds, [InputTag("mlflow.data.context", context)])])

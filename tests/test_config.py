@@ -1,5 +1,7 @@
 """The shared configuration model: strict keys, suggestions, overrides, round trips."""
 
+import re
+
 import pytest
 import yaml
 
@@ -101,3 +103,17 @@ def test_cpu_ddeq_configs_evaluate_at_their_training_iterations() -> None:
     params = Path(__file__).resolve().parents[1] / "params"
     cfg = load_config(params / "digits-ddeq.yaml")
     assert cfg.solver.eval_iters in (None, cfg.solver.iters)
+
+
+def test_removed_data_keys_say_where_the_setting_lives(tmp_path):
+    # data.max_points and data.raw_root were never read by training: --set of one is an error naming the
+    # option that does it; an older run folder's config.yaml that has them still loads, with a warning
+    for key, where in (("data.max_points", "ddeqs data prepare --max-points N"), ("data.raw_root", "--raw-root DIR")):
+        with pytest.raises(ConfigError, match=rf"'{key}' was removed.*{re.escape(where)}"):
+            load_config(None, [f"{key}=100"])
+    old = tmp_path / "config.yaml"
+    old.write_text("data:\n  dataset: shapes\n  max_points: 800\n  raw_root: data/raw\n  noise: 0.1\n")
+    with pytest.warns(UserWarning, match=r"config.yaml: 'data\.(max_points|raw_root)' is no longer a run setting") as caught:
+        cfg = load_config(old)
+    assert (cfg.data.dataset, cfg.data.noise) == ("shapes", 0.1)
+    assert sorted(str(w.message).split("'")[1] for w in caught) == ["data.max_points", "data.raw_root"]

@@ -1,9 +1,11 @@
 """The problem a benchmark times: a paper-sized DDEQ, one synthetic batch and its training loss.
 
 Sizes follow the paper (App. C.1): the default :class:`ddeqs.config.ModelConfig` (z_dim 128,
-32 heads, FFN 512), one cross layer for MNIST-pc classification, three otherwise. The batch is
-``batch`` clouds of ``points`` points drawn from N(0, I) in d = 2 (``mnist``) or 3 (``modelnet``)
-dimensions (the datasets are normalized to zero mean and unit variance, so the scale matches).
+32 heads, FFN 512), one cross layer for MNIST-pc classification, three otherwise. A problem is shaped
+like the paper dataset of its role (``mnist``: MNIST-pc, ``modelnet``: ModelNet40-s; dimension, classes
+and cross layers from :mod:`ddeqs.data.registry`). The batch is ``batch`` clouds of ``points`` points
+drawn from N(0, I) in d = 2 (``mnist``) or 3 (``modelnet``) dimensions (the datasets are normalized to
+zero mean and unit variance, so the scale matches).
 Completion gets ``points + ceil(0.275 · points)`` slots (200 points -> 255 slots) and a target
 cloud with the free particles' worth of extra points.
 """
@@ -18,10 +20,16 @@ import torch.nn as nn
 
 from ddeqs.batch import CloudBatch
 from ddeqs.config import ExperimentConfig, load_config
+from ddeqs.data.registry import DATASETS, DatasetSpec, role_datasets
 
-Shape = Literal["mnist", "modelnet"]
-DATASET = {"mnist": "mnist-pc", "modelnet": "modelnet40-s"}
-CLASSES = {"mnist": 10, "modelnet": 40}
+Shape = Literal["mnist", "modelnet"]  # the role whose paper dataset the problem is shaped like
+#: ``{shape: paper dataset}``, e.g. ``{"mnist": "mnist-pc", "modelnet": "modelnet40-s"}``
+DATASET = role_datasets(paper=True)
+
+
+def shape_spec(shape: str) -> DatasetSpec:
+    """The registry's spec of the paper dataset a problem of ``shape`` is shaped like."""
+    return DATASETS[DATASET[shape]]
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ class ProblemSpec:
 
 def problem_config(spec: ProblemSpec) -> ExperimentConfig:
     """The validated run configuration of ``spec`` (paper architecture, paper step size 5)."""
-    cross = 1 if (spec.task == "classification" and spec.shape == "mnist") else 3
+    cross = shape_spec(spec.shape).cls_cross_layers if spec.task == "classification" else 3
     return load_config(None, [
         f"task={spec.task}", f"data.dataset={DATASET[spec.shape]}", f"model.cross_layers={cross}",
         f"model.z_particles={spec.z_particles}", f"solver.iters={spec.iters}", f"solver.impl={spec.impl}",
@@ -99,11 +107,11 @@ class BenchProblem:
 def synthetic_batch(spec: ProblemSpec, device: torch.device) -> CloudBatch:
     """``spec.batch`` N(0, I) clouds of ``spec.points`` points (all real) with labels and targets."""
     g = torch.Generator().manual_seed(spec.seed)
-    d = 2 if spec.shape == "mnist" else 3
+    d = shape_spec(spec.shape).dim
     B, N = spec.batch, spec.points
     extra = -(-N * 11 // 40)  # ceil(0.275 N): the target holds the removed points' worth more
     target = torch.randn(B, N + extra, d, generator=g)
-    labels = torch.randint(0, CLASSES[spec.shape], (B,), generator=g)
+    labels = torch.randint(0, shape_spec(spec.shape).num_classes, (B,), generator=g)
     batch = CloudBatch(
         points=target[:, :N].clone(), mask=torch.ones(B, N, dtype=torch.bool), labels=labels,
         target=target if spec.task == "completion" else None,
@@ -121,5 +129,6 @@ def build_problem(spec: ProblemSpec) -> BenchProblem:
     cfg = problem_config(spec)
     device = resolve_device(cfg.train.device)
     torch.manual_seed(spec.seed)
-    model = build_model(cfg, 2 if spec.shape == "mnist" else 3, CLASSES[spec.shape]).to(device)
+    data = shape_spec(spec.shape)
+    model = build_model(cfg, data.dim, data.num_classes).to(device)
     return BenchProblem(cfg, model, make_optimizer(cfg, model), synthetic_batch(spec, device), device)

@@ -32,6 +32,7 @@ import argparse
 import sys
 
 from ddeqs.cli.common import Deprecated, add_no_tracking, add_set, deprecated_set, tracking_overrides
+from ddeqs.data.registry import paper_datasets
 
 
 def _out_json(p: argparse.ArgumentParser) -> None:
@@ -41,7 +42,7 @@ def _out_json(p: argparse.ArgumentParser) -> None:
 
 def _problem_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", choices=["classification", "completion"], default="classification")
-    p.add_argument("--dataset", choices=["mnist-pc", "modelnet40-s"], default=None,
+    p.add_argument("--dataset", choices=paper_datasets(), default=None,
                    help="synthetic problem shaped like this dataset: 2-D MNIST-pc (one cross layer for "
                         "classification) or 3-D ModelNet40-s (default: mnist-pc)")
     p.add_argument("--dataset-shape", dest="shape", choices=["mnist", "modelnet"], default="mnist",
@@ -132,12 +133,13 @@ def _spec(args: argparse.Namespace, **kw):  # type: ignore[no-untyped-def]
 
 
 def _shape(args: argparse.Namespace) -> str:
-    """``mnist`` / ``modelnet`` (the problem's shape) from ``--dataset`` (or the old ``--dataset-shape``)."""
-    from ddeqs.bench.problem import DATASET
+    """``mnist`` / ``modelnet`` (the problem's shape: the dataset's role) from ``--dataset`` (or the old
+    ``--dataset-shape``)."""
+    from ddeqs.data.registry import spec
 
     if args.dataset is None:
         return args.shape
-    return {name: shape for shape, name in DATASET.items()}[args.dataset]
+    return spec(args.dataset).role
 
 
 def _validate(args: argparse.Namespace) -> None:

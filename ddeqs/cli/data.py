@@ -7,25 +7,27 @@ from __future__ import annotations
 
 import argparse
 
-NAMES = ["mnist-pc", "modelnet40-s", "digits", "shapes"]
+from ddeqs.data.registry import DATASETS, PROCESSED_ROOT, RAW_ROOT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    names = list(DATASETS)
+    embedded = " and ".join(n for n, s in DATASETS.items() if s.embedded)
     p = subparsers.add_parser("data", help="download, prepare and inspect datasets", description=__doc__)
     sub = p.add_subparsers(dest="data_command", metavar="STEP")
 
-    f = sub.add_parser("fetch", help="download raw files (no-op for the embedded digits and shapes)")
-    f.add_argument("names", nargs="+", choices=NAMES, metavar="NAME", help=f"one or more of {', '.join(NAMES)}")
-    f.add_argument("--raw-root", default="data/raw", help="folder for downloads (default: data/raw)")
+    f = sub.add_parser("fetch", help=f"download raw files (no-op for the embedded {embedded})")
+    f.add_argument("names", nargs="+", choices=names, metavar="NAME", help=f"one or more of {', '.join(names)}")
+    f.add_argument("--raw-root", default=RAW_ROOT, help=f"folder for downloads (default: {RAW_ROOT})")
     f.add_argument("--source", choices=["auto", "kaggle", "idx"], default="auto",
                    help="mnist-pc: placed CSVs / Kaggle API / rebuild from MNIST IDX files (default: auto)")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
     f.set_defaults(func=fetch)
 
     r = sub.add_parser("prepare", help="normalize / voxelize into <root>/<name>/{train,test}.npz")
-    r.add_argument("names", nargs="+", choices=NAMES, metavar="NAME", help=f"one or more of {', '.join(NAMES)}")
-    r.add_argument("--raw-root", default="data/raw", help="folder with the raw files (default: data/raw)")
-    r.add_argument("--root", default="data/processed", help="output folder (default: data/processed)")
+    r.add_argument("names", nargs="+", choices=names, metavar="NAME", help=f"one or more of {', '.join(names)}")
+    r.add_argument("--raw-root", default=RAW_ROOT, help=f"folder with the raw files (default: {RAW_ROOT})")
+    r.add_argument("--root", default=PROCESSED_ROOT, help=f"output folder (default: {PROCESSED_ROOT})")
     r.add_argument("--max-points", type=positive_int, default=800, help="3-D: at most this many points per cloud (default 800)")
     r.add_argument("--min-points", type=positive_int, default=500, help="3-D: voxel-size search aims at least this many (default 500)")
     r.add_argument("--workers", type=positive_int, default=1, help="3-D: processes for voxelization (default 1)")
@@ -77,12 +79,13 @@ def info(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from ddeqs.data.registry import SPLITS
     from ddeqs.data.store import load_split
     from ddeqs.errors import DataError
 
     path = Path(args.path)
     if path.is_dir():
-        paths = [path / s for s in ("train", "test") if (path / f"{s}.npz").is_file()]
+        paths = [path / s for s in SPLITS if (path / f"{s}.npz").is_file()]
         if not paths:
             raise DataError(f"{path}: no train.npz or test.npz inside; run 'ddeqs data prepare NAME'")
     else:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ddeqs.data.registry import DATASETS, paper_counterpart
+
 # The paper's figures as it prints them (value, text): §4.2 "1.17M parameters for the DDEQ" (F, three
 # cross layers), footnote 5 "776k" (F, one cross layer), heads "1.3k" / "5k", coupling "16.6k", Table 1
 # "1.2M" (ModelNet40-s classifier) and the baselines' sizes. The paper prints no completion total.
@@ -23,9 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m = sub.add_parser("model", help="parameter counts of a model", description=__doc__)
     m.add_argument("--params", metavar="FILE", help="run configuration YAML (default: built-in defaults)")
     m.add_argument("--task", choices=["classification", "completion"], help="overrides the config's task")
-    m.add_argument("--dataset", choices=["mnist-pc", "modelnet40-s", "digits", "shapes"], help="sets data.dataset")
+    m.add_argument("--dataset", choices=list(DATASETS), help="sets data.dataset")
     m.add_argument("--model", choices=["ddeq", "pointnet", "point-transformer", "pcn"], help="sets model.name")
-    m.add_argument("--classes", type=int, help="number of classes (default: 10 for 2-D datasets, 40 for 3-D)")
+    m.add_argument("--classes", type=int, help="number of classes (default: those of the paper dataset the dataset "
+                   "stands for: 10 for 2-D datasets, 40 for 3-D)")
     m.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, repeatable (e.g. --set model.pushforward=true)")
     m.set_defaults(func=model_info)
@@ -47,19 +50,21 @@ def _resolve(args: argparse.Namespace):  # -> (cfg, note)
     explicit = any(o.split("=", 1)[0].strip() == "model.cross_layers" for o in args.overrides)
     if args.params:
         explicit = explicit or "cross_layers" in (load_yaml(args.params).get("model") or {})
+    paper = paper_counterpart(cfg.data.dataset)
     if (not explicit and cfg.model.name == "ddeq" and cfg.task == "classification"
-            and cfg.data.dataset in ("mnist-pc", "digits")):
-        cfg = load_config(args.params, overrides + ["model.cross_layers=1"])
-        note = "model.cross_layers=1 (paper setting for MNIST-pc classification; override with --set)"
+            and paper.cls_cross_layers != cfg.model.cross_layers):
+        cfg = load_config(args.params, overrides + [f"model.cross_layers={paper.cls_cross_layers}"])
+        note = (f"model.cross_layers={paper.cls_cross_layers} (paper setting for {paper.label} classification; "
+                "override with --set)")
     return cfg, note
 
 
-def _paper_architecture(cfg, d: int) -> bool:  # type: ignore[no-untyped-def]
+def _paper_architecture(cfg) -> bool:  # type: ignore[no-untyped-def]
     """True when the DDEQ fields are the paper's, so the paper column is comparable."""
     m = cfg.model
     if m.name != "ddeq":
         return True
-    cross = 1 if (cfg.task == "classification" and d == 2) else 3
+    cross = paper_counterpart(cfg.data.dataset).cls_cross_layers if cfg.task == "classification" else 3
     return (m.z_dim, m.bilinear_dim, m.heads, m.ffn_dim, m.self_layers, m.cross_layers, m.pushforward,
             m.coupling_width) == (128, 16, 32, 512, 1, cross, False, 64)
 
@@ -70,7 +75,7 @@ def model_info(args: argparse.Namespace) -> int:
 
     cfg, note = _resolve(args)
     d = dataset_dim(cfg.data.dataset)
-    classes = args.classes or (10 if d == 2 else 40)
+    classes = args.classes or paper_counterpart(cfg.data.dataset).num_classes
     name = cfg.model.name
     model = build_model(cfg, d, classes)
     if name == "ddeq":
@@ -79,7 +84,7 @@ def model_info(args: argparse.Namespace) -> int:
         counts = parameter_breakdown(model)
     else:
         counts = {"total": count_parameters(model)}
-    paper = PAPER_COUNTS.get((name, cfg.task, d), {}) if _paper_architecture(cfg, d) else {}
+    paper = PAPER_COUNTS.get((name, cfg.task, d), {}) if _paper_architecture(cfg) else {}
     print(f"model {name}, task {cfg.task}, dataset {cfg.data.dataset} (d={d}, classes={classes})")
     if note:
         print(f"note: {note}")

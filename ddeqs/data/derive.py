@@ -17,9 +17,6 @@ import numpy as np
 
 from ddeqs.errors import DataError
 
-# Paper §4.1: ModelNet40-s completion uses these 8 classes (2,868 samples).
-COMPLETION_CLASSES_3D = ["airplane", "bathtub", "bowl", "car", "chair", "cone", "toilet", "vase"]
-
 _SALTS = {"partial": 1, "noise": 2, "share": 3}
 
 

@@ -5,6 +5,13 @@ previous attempt left one), is checked against the expected checksum and only th
 renamed to ``<dest>``: a file under the final name is always complete and verified.
 """
 
+# Why not pooch (checksummed retrieval, the usual library for this): pooch streams each attempt into a
+# temporary file that it deletes when the attempt fails, and retries from byte 0, so an interrupted
+# download of the 2 GB ModelNet40 archive starts over; there is no Range resume. Its Unzip processor
+# has no cap on the declared uncompressed size or the compression ratio, and judges an extraction by
+# the folder's existence, not by a completion marker (ddeqs.data.archive has all three). Keeping resume
+# and safe extraction would mean replacing both parts of pooch, so this module and archive.py stay.
+
 from __future__ import annotations
 
 import hashlib

@@ -18,9 +18,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ddeqs.batch import CloudBatch, pad_clouds
-from ddeqs.config import ExperimentConfig, default_partial_radius
-from ddeqs.data.derive import COMPLETION_CLASSES_3D, completion_input
-from ddeqs.data.registry import SPLITS, split_path
+from ddeqs.config import ExperimentConfig
+from ddeqs.data.derive import completion_input
+from ddeqs.data.registry import SPLITS, spec, split_path
 from ddeqs.data.store import SplitArrays, load_split
 from ddeqs.errors import DataError
 
@@ -49,11 +49,13 @@ def open_split(cfg: ExperimentConfig, split: str) -> SplitArrays:
 
 
 def selected_classes(cfg: ExperimentConfig, available: list[str]) -> list[str]:
-    """``cfg.data.classes``, else the 8 completion classes for 3-D completion, else all classes."""
+    """``cfg.data.classes``, else the dataset's completion classes for completion (the 8 of 3-D
+    completion, :attr:`DatasetSpec.completion_classes`), else all classes."""
+    completion_classes = spec(cfg.data.dataset).completion_classes
     if cfg.data.classes is not None:
         wanted = list(cfg.data.classes)
-    elif cfg.task == "completion" and cfg.data.dataset in ("modelnet40-s", "shapes"):
-        wanted = list(COMPLETION_CLASSES_3D)
+    elif cfg.task == "completion" and completion_classes is not None:
+        wanted = list(completion_classes)
     else:
         return list(available)
     missing = [c for c in wanted if c not in available]
@@ -95,7 +97,7 @@ class CloudDataset(Dataset):
         self.rows, self.class_names, self.lut = _rows(cfg, self.data, split)
         self.split, self.dataset = split, cfg.data.dataset
         self.completion = cfg.task == "completion"
-        self.radius = cfg.data.partial_radius or default_partial_radius(cfg.data.dataset)
+        self.radius = cfg.data.partial_radius or spec(cfg.data.dataset).partial_radius
         self.noise = cfg.data.noise if (split == "train" or cfg.data.noise_test) else 0.0
         self.noise_mode, self.redraw_partial = cfg.data.noise_mode, cfg.data.redraw_partial
         self.share, self.seed = cfg.data.input_share, cfg.seed

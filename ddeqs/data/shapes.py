@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from ddeqs.data.derive import COMPLETION_CLASSES_3D
+from ddeqs.data.registry import COMPLETION_CLASSES_3D
 from ddeqs.data.offfile import write_off
 from ddeqs.errors import DataError
 

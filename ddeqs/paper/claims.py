@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ddeqs.paper import values as V
-from ddeqs.paper.runs import MODEL_LABELS, PaperContext, Run, RunStore, ablation_name, run_name
+from ddeqs.paper.runs import MODEL_LABELS, ROLE_LABELS, PaperContext, Run, RunStore, ablation_name, run_name
 from ddeqs.paper.tables import Cell, build_tables, find_ablation
 
 #: Margin in standard errors (about 95 % two-sided for a normal statistic).
@@ -255,7 +255,6 @@ def _diff_se(a: Quantity, b: Quantity) -> float:
 # the checks
 
 ROLES = ("mnist", "modelnet")
-ROLE_NAME = {"mnist": "MNIST-pc", "modelnet": "ModelNet40-s"}
 
 
 def check_cls_competitive(ev: Evidence) -> Outcome:
@@ -269,7 +268,7 @@ def check_cls_competitive(ev: Evidence) -> Outcome:
             qs.append(other)
             d, se = ddeq.value - other.value, _diff_se(ddeq, other)
             parts.append(Part(decide_better(d, se, ACC_TOL_PT),
-                              f"{ROLE_NAME[role]}: DDEQ − {label} = {_pm(d, se, '{:+.1f}')} pt"))
+                              f"{ROLE_LABELS[role]}: DDEQ − {label} = {_pm(d, se, '{:+.1f}')} pt"))
         if ddeq is not None:
             qs.insert(0, ddeq)
     return combine(parts, missing, qs)
@@ -293,7 +292,7 @@ def check_cls_params(ev: Evidence) -> Outcome:
                 if base in counts:
                     ok = counts["ddeq"] < counts[base]
                     parts.append(Part(REPRODUCED if ok else NOT_REPRODUCED,
-                                      f"{ROLE_NAME[role]}: DDEQ {counts['ddeq']:,} vs {MODEL_LABELS[base]} {counts[base]:,}"))
+                                      f"{ROLE_LABELS[role]}: DDEQ {counts['ddeq']:,} vs {MODEL_LABELS[base]} {counts[base]:,}"))
     return combine(parts, missing, qs, ok="exact parameter counts (no sampling error)")
 
 
@@ -394,7 +393,7 @@ def check_z_flat(ev: Evidence) -> Outcome:
         hi, lo = max(plateau, key=lambda q: q.value), min(plateau, key=lambda q: q.value)
         spread, se = hi.value - lo.value, _diff_se(hi, lo)
         parts.append(Part(decide_within(spread, se, ACC_TOL_PT),
-                          f"{ROLE_NAME[role]}: spread over 1-16 = {_pm(spread, se, '{:.1f}')} pt"))
+                          f"{ROLE_LABELS[role]}: spread over 1-16 = {_pm(spread, se, '{:.1f}')} pt"))
     if not curves:
         missing.append("(no z_particles ablation runs)")
     return combine(parts, missing, qs)
@@ -416,7 +415,7 @@ def check_z_drop(ev: Evidence) -> Outcome:
             q = curve[z]
             qs.append(q)
             d, se = mean - q.value, _diff_se(plat, q)
-            parts.append(Part(decide_better(d, se), f"{ROLE_NAME[role]}: {z} particles {_pm(d, se, '{:.1f}')} pt below 1-16"))
+            parts.append(Part(decide_better(d, se), f"{ROLE_LABELS[role]}: {z} particles {_pm(d, se, '{:.1f}')} pt below 1-16"))
     if not curves:
         missing.append("(no z_particles ablation runs)")
     return combine(parts, missing, qs)
@@ -432,7 +431,7 @@ def check_z_10_vs_1(ev: Evidence) -> Outcome:
         a, b = curve[10], curve[1]
         qs += [a, b]
         d, se = a.value - b.value, _diff_se(a, b)
-        parts.append(Part(decide_better(d, se), f"{ROLE_NAME[role]}: 10 − 1 particles = {_pm(d, se, '{:+.1f}')} pt"))
+        parts.append(Part(decide_better(d, se), f"{ROLE_LABELS[role]}: 10 − 1 particles = {_pm(d, se, '{:+.1f}')} pt"))
     if not curves:
         missing.append("(no z_particles ablation runs)")
     return combine(parts, missing, qs)

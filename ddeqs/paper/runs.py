@@ -18,23 +18,17 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ddeqs.data.registry import DATASETS, dataset_label, role_datasets
 from ddeqs.errors import DataError
 from ddeqs.paper import values as V
 from ddeqs.plan import Grid
 from ddeqs.record import Metrics, child_name, main_name, parse_name
 
-PROFILE_ROLES: dict[str, dict[str, str]] = {
-    "paper": {"mnist": "mnist-pc", "modelnet": "modelnet40-s"},
-    "smoke": {"mnist": "digits", "modelnet": "shapes"},
-}
-DATASET_LABELS = {
-    "mnist-pc": "MNIST-pc",
-    "modelnet40-s": "ModelNet40-s",
-    "digits": "digits (embedded)",
-    "shapes": "shapes (embedded)",
-}
-#: How the paper names each role's dataset (table headers).
-ROLE_LABELS = {"mnist": "MNIST-pc", "modelnet": "ModelNet40-s"}
+#: The dataset playing each role when the profile names no roles: the paper's datasets, or (``smoke``)
+#: their embedded stand-ins (:mod:`ddeqs.data.registry`).
+PROFILE_ROLES: dict[str, dict[str, str]] = {"paper": role_datasets(paper=True), "smoke": role_datasets(paper=False)}
+#: How the paper names each role's dataset (table headers): ``{"mnist": "MNIST-pc", ...}``.
+ROLE_LABELS = {role: DATASETS[name].label for role, name in PROFILE_ROLES["paper"].items()}
 MODEL_LABELS = {"ddeq": "DDEQ", "pointnet": "PointNet", "pt": "PT", "pcn": "PCN"}
 
 
@@ -72,8 +66,7 @@ class PaperContext:
         return self.roles.get(role, PROFILE_ROLES["paper"].get(role, role))
 
     def dataset_label(self, role: str) -> str:
-        ds = self.dataset(role)
-        return DATASET_LABELS.get(ds, ds)
+        return dataset_label(self.dataset(role))
 
     def describe(self) -> str:
         roles = ", ".join(f"{r} = {self.dataset_label(r)}" for r in sorted(self.roles))

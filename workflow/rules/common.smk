@@ -20,14 +20,19 @@ import yaml
 from snakemake.utils import validate
 
 from ddeqs.config import ConfigError
+from ddeqs.data.registry import PROCESSED_ROOT, RAW_ROOT, processed_files
 from ddeqs.paper.figures import NEEDS_RUNS, buildable
 from ddeqs.plan import build_runs, plan_from_dict, read_config
 
 
+def processed(dataset, suffix=".npz"):
+    """data/processed/<dataset>/{train,test}<suffix> (the layout is ddeqs.data.registry's)."""
+    return [str(p) for p in processed_files(PROCESSED_ROOT, dataset, suffix)]
+
+
 def dataset_files(wildcards):
     """Prepared train/test files of the dataset a run reads."""
-    dataset = RUNS[wildcards.run]["data"]["dataset"]
-    return [f"data/processed/{dataset}/train.npz", f"data/processed/{dataset}/test.npz"]
+    return processed(RUNS[wildcards.run]["data"]["dataset"])
 
 
 def metrics_of(names):

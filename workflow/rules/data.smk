@@ -4,7 +4,7 @@
 
 rule fetch:
     output:
-        touch("data/raw/.fetched-{dataset}"),
+        touch(f"{RAW_ROOT}/.fetched-{{dataset}}"),
     log:
         f"{ROOT}/logs/fetch/{{dataset}}.log",
     benchmark:
@@ -12,16 +12,16 @@ rule fetch:
     resources:
         downloads=1,
     shell:
-        "{DDEQS} data fetch {wildcards.dataset} --raw-root data/raw > {log} 2>&1"
+        f"{{DDEQS}} data fetch {{wildcards.dataset}} --raw-root {RAW_ROOT} > {{log}} 2>&1"
 
 
 rule prepare:
     input:
         # ancient: a re-fetch that finds everything in place must not trigger a re-voxelization
-        ancient("data/raw/.fetched-{dataset}"),
+        ancient(f"{RAW_ROOT}/.fetched-{{dataset}}"),
     output:
-        multiext("data/processed/{dataset}/train", ".npz", ".json"),
-        multiext("data/processed/{dataset}/test", ".npz", ".json"),
+        processed("{dataset}", ".npz"),
+        processed("{dataset}", ".json"),
     log:
         f"{ROOT}/logs/prepare/{{dataset}}.log",
     benchmark:
@@ -30,5 +30,5 @@ rule prepare:
         extra=lambda w: config.get("prepare", {}).get(w.dataset, ""),
     threads: 1
     shell:
-        "{DDEQS} data prepare {wildcards.dataset} --raw-root data/raw --root data/processed"
+        f"{{DDEQS}} data prepare {{wildcards.dataset}} --raw-root {RAW_ROOT} --root {PROCESSED_ROOT}"
         " {params.extra} > {log} 2>&1"

@@ -8,9 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ddeqs.paper.figures.style import TEXT_WIDTH, MissingData, clean_axis, new_figure, scatter_cloud
-from ddeqs.paper.runs import PaperContext, RunStore, run_name
+from ddeqs.paper.runs import ROLE_LABELS, PaperContext, RunStore, run_name
 
-PAPER_NAMES = {"mnist": "MNIST-pc-partial", "modelnet": "ModelNet40-s-partial"}
+PAPER_NAMES = {role: f"{label}-partial" for role, label in ROLE_LABELS.items()}  # MNIST-pc-partial, ...
 
 
 def load_samples(store: RunStore, role: str, model: str) -> dict[str, np.ndarray] | None:

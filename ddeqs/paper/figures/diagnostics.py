@@ -6,15 +6,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ddeqs.paper.figures.style import SERIES, TEXT_WIDTH, MissingData, ema, new_figure
-from ddeqs.paper.runs import PaperContext, RunStore, run_name
+from ddeqs.paper.runs import ROLE_LABELS, PaperContext, RunStore, run_name
 
-#: The four DDEQ main runs ("all four datasets") and the paper's names for them.
-DATASETS = [
-    ("mnist", "cls", "MNIST-pc"),
-    ("modelnet", "cls", "ModelNet40-s"),
-    ("mnist", "cpl", "MNIST-pc-partial"),
-    ("modelnet", "cpl", "ModelNet40-s-partial"),
-]
+#: The four DDEQ main runs ("all four datasets") and the paper's names for them (MNIST-pc,
+#: ModelNet40-s, MNIST-pc-partial, ModelNet40-s-partial).
+DATASETS = [(role, task, ROLE_LABELS[role] + ("-partial" if task == "cpl" else ""))
+            for task in ("cls", "cpl") for role in ("mnist", "modelnet")]
 QUANTITIES = {
     "b10": ("Assumption B.10", r"$\mathcal{F}(\mu)\,/\,\|\nabla_W \mathcal{F}(\mu)\|^2_{L^2(\mu)}$"),
     "b11": ("Assumption B.11", r"$\|\nabla_W \mathcal{G} - \nabla_W \mathcal{F}\|^2_{L^2(\mu_t)}\,/\,\epsilon_t$"),
