@@ -256,3 +256,20 @@ def test_jobs_starting_together_on_a_fresh_store_all_track(tmp_path: Path) -> No
     ids = [o.strip() for o, _ in outs]
     assert all(len(i) == 32 for i in ids), outs  # a run id each, no "tracking is off" warning
     assert all("warning" not in err for _, err in outs), outs
+
+
+def test_model_logging_skips_the_installed_package_scan_and_restores_it() -> None:
+    """MLflow's requirement check maps every installed distribution (~4 s a job); our requirements come from
+    the running environment, so log_model skips it, and puts MLflow's function back afterwards."""
+    from mlflow.utils import environment
+
+    from ddeqs.tracking import _no_requirement_scan
+
+    original = environment.warn_dependency_requirement_mismatches
+    with _no_requirement_scan():
+        patched = environment.warn_dependency_requirement_mismatches
+        assert patched is not original and patched(["torch==0.0.1"]) is None
+    assert environment.warn_dependency_requirement_mismatches is original
+    with pytest.raises(RuntimeError), _no_requirement_scan():
+        raise RuntimeError("a failing log_model")
+    assert environment.warn_dependency_requirement_mismatches is original
