@@ -104,9 +104,9 @@ def test_paper_dry_run_lists_every_job(wf: Path) -> None:
 def test_smoke_is_the_same_dag_on_embedded_data(wf: Path) -> None:
     out = snakemake(wf, "all", "-n", "--configfile", "params/smoke.yaml").stdout
     counts = job_counts(out)
-    # 10 main runs + grid children: z_particles 8 x 2 less 10 x 2, pushforward 3, iters 6, noise 4 x 2 less
-    # 5 % x 2, input_share 5 less 1.0, solver 3 (the values left out would repeat their main run)
-    assert counts["train"] == 10 + 14 + 3 + 6 + 6 + 4 + 3
+    # 10 main runs + grid children: z_particles 3 x 2, pushforward 3, iters 6, noise 4 x 2 less 5 % x 2,
+    # input_share 5 less 1.0, solver 3 (the values left out would repeat their main run)
+    assert counts["train"] == 10 + 6 + 3 + 6 + 6 + 4 + 3
     assert "results/smoke/runs/mnist-cpl-pcn--noise-0.05/" not in out
     assert "results/smoke/runs/modelnet-cls-ddeq--z_particles-64/metrics.json" in out
     assert "data/processed/digits/train.npz" in out and "data/processed/shapes/test.npz" in out

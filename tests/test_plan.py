@@ -144,4 +144,4 @@ def test_select_builds_only_the_named_part_of_a_profile(tmp_path: Path) -> None:
     raw["select"] = {"runs": ["mnist-cls-ddeq", "modelnet-cls-ddeq"], "grids": ["z_particles"]}
     runs = build_runs(plan_from_dict(raw))
     assert sorted(n for n in runs if "--" not in n) == ["mnist-cls-ddeq", "modelnet-cls-ddeq"]
-    assert len(runs) == 2 + 2 * 7  # 8 values each, less 10 (the main runs' own setting)
+    assert len(runs) == 2 + 2 * 3  # 1, 16, 64 each
