@@ -206,3 +206,20 @@ def test_d5_uses_the_grids_own_wgf_reference_when_trained(runs):
     cell = t["table_d5"].cell("fixed point", "MMD² ratio")
     assert cell.value == pytest.approx(13.0 / 2.0) and cell.runs == ["mnist-cpl-ddeq--solver-fixed_point", ref.name]
     assert "wgf" not in " ".join(t["table_d5"].rows).lower()
+
+
+def test_a_grid_trained_unlike_its_main_run_never_shows_the_main_run(runs):
+    """grids.<g>.set (e.g. the cpu profile's shorter ablations): the main run has the grid value but not the
+    grid's other settings, so it is not one of the grid's points; fields that change only what a run reports
+    (train.eval_init) do not count."""
+    from ddeqs.plan import Grid
+
+    ctx = make_context("smoke", "mnist=digits,modelnet=shapes")
+    ctx.grids = {"noise": Grid(key="data.noise", runs=["mnist-cpl-ddeq"], values=[0, 0.05, 0.2],
+                               set={"data": {"noise_mode": "replace"}})}
+    cell = {t.name: t for t in build_tables(RunStore(runs, ctx=ctx), ctx)}["table2"].cell("W2 (DDEQ)", "5%")
+    assert math.isnan(cell.value) and cell.missing == ["mnist-cpl-ddeq--noise-0.05"]
+    ctx.grids["noise"] = Grid(key="data.noise", runs=["mnist-cpl-ddeq"], values=[0, 0.05, 0.2],
+                              set={"data": {"noise_mode": "add"}, "train": {"eval_init": False}})
+    cell = {t.name: t for t in build_tables(RunStore(runs, ctx=ctx), ctx)}["table2"].cell("W2 (DDEQ)", "5%")
+    assert cell.runs == ["mnist-cpl-ddeq"] and cell.value == pytest.approx(0.3)

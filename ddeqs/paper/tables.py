@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from ddeqs.paper import values as V
 from ddeqs.paper.runs import MODEL_LABELS, ROLE_LABELS, PaperContext, Run, RunStore, ablation_name, run_name
+from ddeqs.plan import NOT_TRAINING
 from ddeqs.record import format_value, parse_name
 
 NAN = float("nan")
@@ -136,13 +137,34 @@ GRID_KEYS = {
 
 def find_ablation(store: RunStore, main: str, grid: str, value: Any, fallback: bool = True) -> Run | None:
     """Ablation run ``<main>--<grid>-<value>`` (named by :func:`ddeqs.record.child_name`); else (``fallback``) the main run when its
-    ``config_flat`` has that grid value (e.g. noise 5 %, 200 iterations); else None (recorded missing)."""
+    ``config_flat`` has that grid value (e.g. noise 5 %, 200 iterations) and every field the plan's grid sets
+    for its children (``grids.<grid>.set``: a grid trained shorter than its main run never shows the main
+    run as one of its points); else None (recorded missing)."""
     if store.peek(ablation_name(main, grid, value)) is not None:
         return store.get(ablation_name(main, grid, value))
     main_run = store.peek(main)
-    if fallback and main_run is not None and _config_matches(main_run, GRID_KEYS.get(grid, ""), value):
+    if (fallback and main_run is not None and _config_matches(main_run, GRID_KEYS.get(grid, ""), value)
+            and all(_config_matches(main_run, k, v) for k, v in _grid_set_fields(store, grid).items())):
         return store.get(main)
     return store.get(ablation_name(main, grid, value))
+
+
+def _grid_set_fields(store: RunStore, grid: str) -> dict[str, Any]:
+    """``{dotted key: value}`` of the plan's ``grids.<grid>.set`` (empty without a plan or a set)."""
+    spec = store.ctx.plan_grids().get(grid) if store.ctx is not None else None
+    out: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                out[f"{prefix}{k}"] = v
+
+    walk(getattr(spec, "set", None) or {}, "")
+    # fields that change what a run reports, not what it trains (ddeqs.plan.NOT_TRAINING): the plan does
+    # not train a child that differs from its main run only in those, so the main run stands for it
+    return {k: v for k, v in out.items() if k.split(".", 1)[1] not in NOT_TRAINING.get(k.split(".", 1)[0], ())}
 
 
 def _config_matches(run: Run, key: str, value: Any) -> bool:
