@@ -13,7 +13,7 @@ Run names: main runs ``<role>-<task>-<model>`` (task ``cls``/``cpl``, model ``dd
 (later wins): ``defaults < tasks[<task>] < models[<model>] < runs[<main run>] < grids[<grid>].set < grid value
 (+ coupled key)``. A grid's ``set`` trains every child of that grid alike but unlike its main run (e.g. fewer
 epochs for an ablation on a CPU); without it a child whose value is its main run's setting would repeat the
-main run, so it is not trained and the tables read the main run instead (:func:`grid_children`).
+main run, so it is not trained and the tables read the main run instead (:func:`build_runs`).
 """
 
 from __future__ import annotations
@@ -279,14 +279,16 @@ def _same_training(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return strip(a) == strip(b)
 
 
-def grid_children(plan: Plan) -> dict[str, tuple[str, dict[str, Any]]]:
-    """``{child name: (main run, validated ExperimentConfig dict)}`` of every selected grid, in plan order,
-    without the children that would repeat their main run (a value equal to the main run's setting in a
-    grid without ``set``, e.g. noise 5 %): the tables read the main run for those
-    (:func:`ddeqs.paper.tables.find_ablation`)."""
+def build_runs(plan: Plan) -> dict[str, dict[str, Any]]:
+    """``{run name: ExperimentConfig dict (JSON mode)}`` for every selected main run and grid child
+    (all of them without ``select``), less the children that would repeat their main run (a value equal
+    to the main run's setting in a grid without ``set``, e.g. noise 5 %): the tables read the main run
+    for those (:func:`ddeqs.paper.tables.find_ablation`).
+
+    Every run is validated by :mod:`ddeqs.config`; a bad field raises :class:`ConfigError` naming the run.
+    """
     mains = {name: main_run_fields(plan, name) for name in plan.selected_runs()}
-    checked = {name: _validated(raw, name) for name, raw in mains.items()}
-    children: dict[str, tuple[str, dict[str, Any]]] = {}
+    runs = {name: _validated(raw, name) for name, raw in mains.items()}
     for grid, spec in plan.selected_grids().items():
         for parent in spec.runs:
             for value in spec.values:
@@ -298,20 +300,8 @@ def grid_children(plan: Plan) -> dict[str, tuple[str, dict[str, Any]]]:
                 set_dotted(raw, "tracking.run_name", child)
                 set_dotted(raw, "tracking.parent_run", f"{parent}--{grid}")
                 cfg = _validated(raw, child)
-                if not _same_training(cfg, checked[parent]):
-                    children[child] = (parent, cfg)
-    return children
-
-
-def build_runs(plan: Plan) -> dict[str, dict[str, Any]]:
-    """``{run name: ExperimentConfig dict (JSON mode)}`` for every selected main run and grid child
-    (all of them without ``select``), less the children that would repeat their main run
-    (:func:`grid_children`).
-
-    Every run is validated by :mod:`ddeqs.config`; a bad field raises :class:`ConfigError` naming the run.
-    """
-    runs = {name: _validated(main_run_fields(plan, name), name) for name in plan.selected_runs()}
-    runs.update({child: cfg for child, (_, cfg) in grid_children(plan).items()})
+                if not _same_training(cfg, runs[parent]):
+                    runs[child] = cfg
     return runs
 
 

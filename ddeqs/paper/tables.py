@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ddeqs.config import flatten
 from ddeqs.paper import values as V
 from ddeqs.paper.runs import MODEL_LABELS, ROLE_LABELS, PaperContext, Run, RunStore, ablation_name, run_name
 from ddeqs.plan import NOT_TRAINING
@@ -150,21 +151,12 @@ def find_ablation(store: RunStore, main: str, grid: str, value: Any, fallback: b
 
 
 def _grid_set_fields(store: RunStore, grid: str) -> dict[str, Any]:
-    """``{dotted key: value}`` of the plan's ``grids.<grid>.set`` (empty without a plan or a set)."""
+    """``{dotted key: value}`` of the plan's ``grids.<grid>.set`` (empty without a plan or a set), less the
+    fields that change what a run reports, not what it trains (:data:`ddeqs.plan.NOT_TRAINING`): the plan does
+    not train a child that differs from its main run only in those, so the main run stands for it."""
     spec = store.ctx.plan_grids().get(grid) if store.ctx is not None else None
-    out: dict[str, Any] = {}
-
-    def walk(node: dict[str, Any], prefix: str) -> None:
-        for k, v in node.items():
-            if isinstance(v, dict):
-                walk(v, f"{prefix}{k}.")
-            else:
-                out[f"{prefix}{k}"] = v
-
-    walk(getattr(spec, "set", None) or {}, "")
-    # fields that change what a run reports, not what it trains (ddeqs.plan.NOT_TRAINING): the plan does
-    # not train a child that differs from its main run only in those, so the main run stands for it
-    return {k: v for k, v in out.items() if k.split(".", 1)[1] not in NOT_TRAINING.get(k.split(".", 1)[0], ())}
+    fields = flatten(getattr(spec, "set", None) or {})
+    return {k: v for k, v in fields.items() if k.split(".", 1)[1] not in NOT_TRAINING.get(k.split(".", 1)[0], ())}
 
 
 def _config_matches(run: Run, key: str, value: Any) -> bool:
@@ -389,7 +381,7 @@ def table_d5(store: RunStore, ctx: PaperContext) -> Table:
         name = f"{main}--solver-{solver}"
         for metric, col in (("mmd2", cols[0]), ("w2_free", cols[1])):
             key = f"d5/{solver}/{metric}_ratio"
-            missing = ([] if run is not None else [name]) + ([] if base is not None else [f"{main}--solver-wgf"])
+            missing = ([] if run is not None else [name]) + ([] if base is not None else [ablation_name(main, "solver", "wgf")])
             if missing:
                 cells.append(Cell("d5", row, col, NAN, NAN, paper[metric], "×", key,
                                   [r.name for r in (run, base) if r is not None], missing, "", "{:.2f}"))
