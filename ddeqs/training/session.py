@@ -38,7 +38,7 @@ from ddeqs.training.evaluate import N_SAMPLES, autocast, evaluate_model, write_e
 from ddeqs.training.losses import per_sample_loss
 from ddeqs.training.optim import make_optimizer, make_scheduler, steps_per_batch
 from ddeqs.training.runfolder import RUN_SIDE_FILES, write_json, write_text, write_torch
-from ddeqs.training.runtime import new_model, open_runtime
+import ddeqs.training.runtime as runtime
 from ddeqs.training.seeding import device_label, seed_all, seed_epoch, set_rng_state
 from ddeqs.training.source import DataSource
 
@@ -110,13 +110,13 @@ def setup(
     """
     out_dir = Path(out_dir)
     t = cfg.train
-    rt = open_runtime(cfg, source)
+    rt = runtime.open_runtime(cfg, source)  # shared with evaluation (load_run_model)
     device = rt.device
     if t.amp and device.type != "cuda":
         log("ddeqs: train.amp is for GPUs; training in float32 on CPU")
     info = rt.source.info
     seed_all(cfg.seed)
-    model = new_model(cfg, info).to(device)
+    model = runtime.new_model(cfg, info).to(device)
     optimizer = make_optimizer(t, model)
     amp = t.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp and not torch.cuda.is_bf16_supported())
