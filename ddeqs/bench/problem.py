@@ -124,11 +124,11 @@ def build_problem(spec: ProblemSpec) -> BenchProblem:
     """Model (seeded by ``spec.seed``), Adam 1e-3 and the synthetic batch on the resolved device."""
     from ddeqs.models import build_model
     from ddeqs.training.seeding import resolve_device
-    from ddeqs.training.trainer import make_optimizer
+    from ddeqs.training.optim import make_optimizer
 
     cfg = problem_config(spec)
     device = resolve_device(cfg.train.device)
     torch.manual_seed(spec.seed)
     data = shape_spec(spec.shape)
     model = build_model(cfg, data.dim, data.num_classes).to(device)
-    return BenchProblem(cfg, model, make_optimizer(cfg, model), synthetic_batch(spec, device), device)
+    return BenchProblem(cfg, model, make_optimizer(cfg.train, model), synthetic_batch(spec, device), device)

@@ -177,7 +177,7 @@ def run_train_bench(
         kw = {"log": log} if log is not None else {}
         load0 = _load()
         t0 = time.perf_counter()
-        metrics = train_run(cfg, run_dir, quiet=quiet, **kw)
+        metrics = train_run(cfg, run_dir, source=source, quiet=quiet, **kw)
         total = time.perf_counter() - t0
         load1 = _load()
         history = read_json(run_dir / "history.json")["epochs"]

@@ -3,6 +3,10 @@
 * :func:`train_run` — train a configured model and write its run folder (``ddeqs train``).
 * :func:`evaluate_run` — evaluate a run folder's model on a split (``ddeqs evaluate``).
 * :func:`evaluate_model` — metrics (with standard errors) of a model on a data loader.
+
+``train_run`` runs the phases of :mod:`ddeqs.training.session` (setup, resume, fit, finish) with the
+callbacks of :mod:`ddeqs.training.callbacks`; :mod:`ddeqs.training.runtime` is the setup (torch
+settings, device, data, model, MLflow run) that training and evaluation share.
 """
 
 from ddeqs.training.evaluate import EvalResult, evaluate_model, evaluate_run, load_run_model

@@ -25,7 +25,7 @@ from ddeqs.training.runfolder import write_torch
 __all__ = ["CHECKPOINT", "config_fingerprint", "load_checkpoint", "pack_rng", "save_checkpoint", "unpack_rng"]
 
 CHECKPOINT = "last.pt"
-#: what a resume reads (trainer.train_run)
+#: what a resume reads (session.resume)
 REQUIRED_KEYS = ("fingerprint", "epoch", "step", "model", "optimizer", "scheduler", "scaler", "rng", "diagnostics",
                  "history", "epoch_seconds")
 #: keys that do not change what is computed (display, bookkeeping): ignored by the fingerprint

@@ -234,19 +234,15 @@ def load_run_model(run_dir: str | Path, source: Any = None, device: str | None =
     """``(cfg, model, source, device)`` from a run folder's ``config.yaml`` and ``model.pt``."""
     from ddeqs.config import load_config
     from ddeqs.errors import DataError
-    from ddeqs.models import build_model
-    from ddeqs.training.seeding import configure_torch, resolve_device
-    from ddeqs.training.source import default_source
+    from ddeqs.training.runtime import new_model, open_runtime
 
     run_dir = Path(run_dir)
     for name in ("config.yaml", "model.pt"):
         if not (run_dir / name).is_file():
             raise DataError(f"{run_dir / name} not found: is {run_dir} a finished run folder? Run 'ddeqs train' first")
     cfg = load_config(run_dir / "config.yaml")
-    configure_torch(cfg)
-    dev = resolve_device(device or cfg.train.device)
-    source = source or default_source(cfg)
-    model = build_model(cfg, source.info.in_dim, source.info.num_classes)
+    rt = open_runtime(cfg, source, device)  # the same torch settings, device and data as training
+    model = new_model(cfg, rt.source.info)
     state = load_weights(run_dir / "model.pt")
     try:
         model.load_state_dict(state)
@@ -255,7 +251,7 @@ def load_run_model(run_dir: str | Path, source: Any = None, device: str | None =
             f"{run_dir / 'model.pt'} does not fit the model of {run_dir / 'config.yaml'} ({type(err).__name__}: "
             f"{str(err).splitlines()[0][:200]}); retrain with 'ddeqs train'"
         ) from None
-    return cfg, model.to(dev), source, dev
+    return cfg, model.to(rt.device), rt.source, rt.device
 
 
 def evaluate_run(
@@ -333,12 +329,11 @@ def _evaluate_locked(run_dir: Path, split: str, *, source: Any, device: str | No
     record = record.model_validate({**record.to_json(), split: block})
     written = write_eval_artifacts(run_dir, result) if is_test else []
     if track:
-        from ddeqs.tracking import open_tracker
+        from ddeqs.training.runtime import open_run_tracker
 
         name = record.name or run_dir.resolve().name
         cfg_t = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"rule": cfg.tracking.rule or "evaluate"})})
-        tracker = open_tracker(cfg_t, name, tags={"ddeqs.dataset_sha256": record.dataset_sha256},
-                               run_id=record.mlflow_run_id)
+        tracker = open_run_tracker(cfg_t, name, record.dataset_sha256, run_id=record.mlflow_run_id)
         if tracker.run_id and tracker.run_id != record.mlflow_run_id:
             tracker.log_params(cfg.flat())
             record.mlflow_run_id, record.mlflow_experiment_id = tracker.run_id, tracker.experiment_id

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ddeqs.config import ExperimentConfig
+from ddeqs.config import ExperimentConfig, TrainConfig
 
 __all__ = ["configure_torch", "derive_seed", "resolve_device", "rng_state", "seed_all", "seed_epoch", "set_rng_state"]
 
@@ -76,11 +76,13 @@ def set_rng_state(state: dict[str, Any], loader: Any = None) -> None:
         g.set_state(s)
 
 
-def configure_torch(cfg: ExperimentConfig) -> None:
-    """Threads and determinism from ``cfg.train`` (call once, before building the model)."""
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    if cfg.train.deterministic:
+def configure_torch(settings: TrainConfig | ExperimentConfig) -> None:
+    """Threads and determinism from ``train.threads`` / ``train.deterministic`` (``cfg.train``, or a whole
+    ExperimentConfig); call once, before building the model."""
+    t = settings.train if isinstance(settings, ExperimentConfig) else settings
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    if t.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
