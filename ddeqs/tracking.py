@@ -50,11 +50,14 @@ def resolve_uri(uri: str | None = None) -> str:
 
 
 def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///relative`` or ``sqlite:////absolute`` URI (else None)."""
+    """The database file of a ``sqlite:///relative`` or ``sqlite:////absolute`` URI (else None).
+
+    SQLite's own URI form, ``sqlite:///file:/path/db?mode=ro&uri=true``, names ``/path/db``.
+    """
     if not uri.startswith("sqlite:///"):
         return None
-    rest = uri[len("sqlite:///"):]
-    return Path(rest.split("?", 1)[0])
+    rest = uri[len("sqlite:///"):].split("?", 1)[0]
+    return Path(rest[len("file:"):] if rest.startswith("file:") else rest)
 
 
 def relocate_artifacts(db: str | Path) -> int:

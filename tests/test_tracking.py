@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ddeqs.tracking import DEFAULT_URI, NullTracker, experiment_name, open_tracker, resolve_uri
+from ddeqs.tracking import DEFAULT_URI, NullTracker, experiment_name, open_tracker, resolve_uri, sqlite_path
 from ddeqs.training import train_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,6 +42,15 @@ def test_uri_and_experiment_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.slow
 @pytest.mark.network
+def test_sqlite_path_of_each_uri_form() -> None:
+    # SQLite's URI filename form (read-only stores) names the same file: its lock must not be
+    # created under a folder called "file:" in the working directory
+    assert sqlite_path("sqlite:///results/mlflow/mlflow.db") == Path("results/mlflow/mlflow.db")
+    assert sqlite_path("sqlite:////data/db/mlflow.db?timeout=30") == Path("/data/db/mlflow.db")
+    assert sqlite_path("sqlite:///file:/data/db/mlflow.db?mode=ro&uri=true") == Path("/data/db/mlflow.db")
+    assert sqlite_path("http://127.0.0.1:5000") is None
+
+
 def test_training_logs_params_metrics_model_and_server_lists_the_run(tmp_path: Path, digits_root: Path) -> None:
     """Acceptance: a 2-epoch training on embedded digits logs to a temporary SQLite store, and an
     ``mlflow server`` on that store lists the run through its REST API."""
