@@ -10,9 +10,10 @@ run (``tasks``, ``models``, ``runs``), the ablation ``grids`` and the App. D.9 `
 
 Run names: main runs ``<role>-<task>-<model>`` (task ``cls``/``cpl``, model ``ddeq``/``pointnet``/
 ``pt``/``pcn``), grid children ``<main run>--<grid>-<value>``. Values are merged in this order
-(later wins): ``defaults < tasks[<task>] < models[<model>] < runs[<main run>] < grids[<grid>].set < grid value
-(+ coupled key)``. A grid's ``set`` trains every child of that grid alike but unlike its main run (e.g. fewer
-epochs for an ablation on a CPU); without it a child whose value is its main run's setting would repeat the
+(later wins): ``defaults < tasks[<task>] < models[<model>] < runs[<main run>] < grids[<grid>].set
+< grids[<grid>].set_runs[<main run>] < grid value (+ coupled key)``. A grid's ``set`` trains every child of
+that grid alike but unlike its main run (e.g. fewer epochs for an ablation on a CPU), ``set_runs`` the
+children of one main run; without them a child whose value is its main run's setting would repeat the
 main run, so it is not trained and the tables read the main run instead (:func:`build_runs`).
 """
 
@@ -87,6 +88,20 @@ class Grid(_Strict):
     set: Fields = Field(
         None, description="ExperimentConfig fields of every child of this grid, over its main run's (e.g. "
                           "train: {epochs: 4} for a shorter ablation); the grid value still wins for its key")
+    set_runs: dict[RunName, Fields] = Field(
+        None, description="ExperimentConfig fields of the children of one main run, over `set` (e.g. a longer "
+                          "training for a dataset whose model needs it); the grid value still wins for its key")
+
+    @model_validator(mode="after")
+    def _set_runs_are_grid_runs(self) -> Grid:
+        extra = sorted(set(self.set_runs or {}) - set(self.runs))
+        if extra:
+            raise ValueError(f"set_runs names {extra}, not among this grid's runs {self.runs}")
+        return self
+
+    def child_fields(self, parent: str) -> dict[str, Any]:
+        """The fields this grid sets on every child of main run ``parent``: ``set`` merged with ``set_runs[parent]``."""
+        return deep_merge(self.set, (self.set_runs or {}).get(parent))
 
 
 class Flow(_Strict):
@@ -293,7 +308,7 @@ def build_runs(plan: Plan) -> dict[str, dict[str, Any]]:
         for parent in spec.runs:
             for value in spec.values:
                 child = child_name(parent, grid, value)
-                raw = deep_merge(mains[parent], spec.set)
+                raw = deep_merge(mains[parent], spec.child_fields(parent))
                 set_dotted(raw, spec.key, value)
                 if spec.coupled:  # e.g. solver.step = product / solver.iters (Table 4: step x iters constant)
                     set_dotted(raw, spec.coupled.key, float(spec.coupled.product) / float(value))

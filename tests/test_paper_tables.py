@@ -223,3 +223,12 @@ def test_a_grid_trained_unlike_its_main_run_never_shows_the_main_run(runs):
                               set={"data": {"noise_mode": "add"}, "train": {"eval_init": False}})
     cell = {t.name: t for t in build_tables(RunStore(runs, ctx=ctx), ctx)}["table2"].cell("W2 (DDEQ)", "5%")
     assert cell.runs == ["mnist-cpl-ddeq"] and cell.value == pytest.approx(0.3)
+    # set_runs of that main run count too; another run's do not
+    ctx.grids["noise"] = Grid(key="data.noise", runs=["mnist-cpl-ddeq", "mnist-cpl-pcn"], values=[0, 0.05, 0.2],
+                              set_runs={"mnist-cpl-ddeq": {"data": {"noise_mode": "replace"}}})
+    table2 = {t.name: t for t in build_tables(RunStore(runs, ctx=ctx), ctx)}["table2"]
+    assert math.isnan(table2.cell("W2 (DDEQ)", "5%").value)
+    ctx.grids["noise"] = Grid(key="data.noise", runs=["mnist-cpl-ddeq", "mnist-cpl-pcn"], values=[0, 0.05, 0.2],
+                              set_runs={"mnist-cpl-pcn": {"data": {"noise_mode": "replace"}}})
+    table2 = {t.name: t for t in build_tables(RunStore(runs, ctx=ctx), ctx)}["table2"]
+    assert table2.cell("W2 (DDEQ)", "5%").runs == ["mnist-cpl-ddeq"]

@@ -65,6 +65,21 @@ def test_grid_set_trains_its_children_alike_and_unlike_the_main_run() -> None:
         build_runs(plan_from_dict(raw))
 
 
+def test_grid_set_runs_sets_the_children_of_one_main_run() -> None:
+    """grids.<g>.set_runs.<run> applies over set to that run's children only; it must name a run of the grid."""
+    raw = _smoke()
+    raw["grids"]["noise"]["set"] = {"train": {"epochs": 3}}
+    raw["grids"]["noise"]["set_runs"] = {"mnist-cpl-pcn": {"train": {"epochs": 7, "lr": 0.01}, "data": {"noise": 0.9}}}
+    runs = build_runs(plan_from_dict(raw))
+    ddeq, pcn = runs["mnist-cpl-ddeq--noise-0.2"], runs["mnist-cpl-pcn--noise-0.2"]
+    assert ddeq["train"]["epochs"] == 3 and pcn["train"]["epochs"] == 7 and pcn["train"]["lr"] == 0.01
+    assert pcn["data"]["noise"] == 0.2  # the grid value still wins
+    assert runs["mnist-cpl-pcn"]["train"]["epochs"] != 7
+    raw["grids"]["noise"]["set_runs"] = {"mnist-cls-ddeq": {"train": {"epochs": 7}}}
+    with pytest.raises(ConfigError, match="set_runs names .*mnist-cls-ddeq.*not among this grid's runs"):
+        plan_from_dict(raw)
+
+
 def _smoke() -> dict:
     return read_config(REPO / "params/smoke.yaml")
 

@@ -145,17 +145,18 @@ def find_ablation(store: RunStore, main: str, grid: str, value: Any, fallback: b
         return store.get(ablation_name(main, grid, value))
     main_run = store.peek(main)
     if (fallback and main_run is not None and _config_matches(main_run, GRID_KEYS.get(grid, ""), value)
-            and all(_config_matches(main_run, k, v) for k, v in _grid_set_fields(store, grid).items())):
+            and all(_config_matches(main_run, k, v) for k, v in _grid_set_fields(store, grid, main).items())):
         return store.get(main)
     return store.get(ablation_name(main, grid, value))
 
 
-def _grid_set_fields(store: RunStore, grid: str) -> dict[str, Any]:
-    """``{dotted key: value}`` of the plan's ``grids.<grid>.set`` (empty without a plan or a set), less the
-    fields that change what a run reports, not what it trains (:data:`ddeqs.plan.NOT_TRAINING`): the plan does
-    not train a child that differs from its main run only in those, so the main run stands for it."""
+def _grid_set_fields(store: RunStore, grid: str, main: str) -> dict[str, Any]:
+    """``{dotted key: value}`` of what the plan's grid sets on the children of ``main`` (``grids.<grid>.set`` and
+    ``set_runs.<main>``; empty without a plan), less the fields that change what a run reports, not what it trains
+    (:data:`ddeqs.plan.NOT_TRAINING`): the plan does not train a child that differs from its main run only in
+    those, so the main run stands for it."""
     spec = store.ctx.plan_grids().get(grid) if store.ctx is not None else None
-    fields = flatten(getattr(spec, "set", None) or {})
+    fields = flatten(spec.child_fields(main) if spec is not None else {})
     return {k: v for k, v in fields.items() if k.split(".", 1)[1] not in NOT_TRAINING.get(k.split(".", 1)[0], ())}
 
 
