@@ -10,11 +10,10 @@ pipeline YAML the DAG ran with (its experiment plan, :mod:`ddeqs.plan`).
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -285,6 +284,3 @@ class RunStore:
             return []
         return sorted(p.parent.name for p in self.root.glob("*/metrics.json"))
 
-
-def finite(values: Iterable[float]) -> bool:
-    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
