@@ -128,6 +128,7 @@ def test_cpu_profile_and_the_demo_selected_from_it(wf: Path) -> None:
     # 10 main runs + grid children: z_particles 3 x 2, pushforward 3, iters 3 less 50, noise 3 x 2 less 5 % x 2,
     # input_share 3 less 1.0, solver 4 (its own "wgf" reference: the grid's `set` trains it unlike the main run)
     assert full["train"] == 10 + 6 + 3 + 2 + 4 + 2 + 4
+    assert "results/cpu/figures/fig10.png" in snakemake(wf, "all", "-n", "--configfile", "params/cpu.yaml").stdout
     out = snakemake(wf, "all", "-n", "--configfile", "params/cpu.yaml", "params/demo.yaml").stdout
     counts = job_counts(out)
     assert counts["train"] == 4 and counts["paper_claims"] == counts["paper_tables"] == 1
@@ -140,7 +141,8 @@ def test_cpu_profile_and_the_demo_selected_from_it(wf: Path) -> None:
     assert "--config params/cpu.yaml --config params/demo.yaml" in out  # the paper rules read the same plan
     # figures that need runs the demo does not train are not declared (they would be skipped, then missing)
     assert "results/demo/figures/fig04.png" in out and "results/demo/figures/fig13.png" in out
-    for fig in ("fig05", "fig12", "fig14", "fig15"):
+    # ... and so is Figure 10, drawn from the z_particles children only (none in the demo)
+    for fig in ("fig05", "fig12", "fig14", "fig15", "fig10"):
         assert f"results/demo/figures/{fig}.png" not in out, fig
 
 

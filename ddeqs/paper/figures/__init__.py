@@ -46,10 +46,17 @@ NEEDS_RUNS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Figures drawn from the children of one ablation grid only (the main run is one of their points only
+#: where it was trained like them, ``grids.<g>.set``): the DAG builds them when its profile trains a child.
+NEEDS_GRID: dict[str, str] = {"fig10": "z_particles"}
+
+
 def buildable(names: list[str], runs: set[str] | list[str]) -> list[str]:
-    """The figures of ``names`` whose :data:`NEEDS_RUNS` are all among ``runs``."""
+    """The figures of ``names`` whose :data:`NEEDS_RUNS` are all among ``runs`` and, for those of
+    :data:`NEEDS_GRID`, with a child of their grid (``<run>--<grid>-<value>``) among ``runs``."""
     have = set(runs)
-    return [n for n in names if all(r in have for r in NEEDS_RUNS.get(n, ()))]
+    return [n for n in names if all(r in have for r in NEEDS_RUNS.get(n, ()))
+            and (n not in NEEDS_GRID or any(f"--{NEEDS_GRID[n]}-" in r for r in have))]
 
 
 @dataclass
