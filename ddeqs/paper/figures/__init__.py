@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from ddeqs.paper.runs import PaperContext, RunStore
+from ddeqs.record import parse_name
 
 FIGURES: dict[str, str] = {
     "fig01": "completion illustration (input, DDEQ output, target)",
@@ -55,8 +56,9 @@ def buildable(names: list[str], runs: set[str] | list[str]) -> list[str]:
     """The figures of ``names`` whose :data:`NEEDS_RUNS` are all among ``runs`` and, for those of
     :data:`NEEDS_GRID`, with a child of their grid (``<run>--<grid>-<value>``) among ``runs``."""
     have = set(runs)
+    grids = {parse_name(r).grid for r in have}
     return [n for n in names if all(r in have for r in NEEDS_RUNS.get(n, ()))
-            and (n not in NEEDS_GRID or any(f"--{NEEDS_GRID[n]}-" in r for r in have))]
+            and (n not in NEEDS_GRID or NEEDS_GRID[n] in grids)]
 
 
 @dataclass
