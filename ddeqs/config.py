@@ -138,9 +138,45 @@ class ModelConfig(_Strict):
         return self
 
 
+#: Named solver settings (``solver.preset``): the :class:`SolverConfig` fields each one sets. A preset
+#: sets its fields where it is given: ``--set solver.preset=fast-train`` replaces them (a later ``--set``
+#: still wins), and in a YAML mapping the fields written next to ``preset`` win over it.
+SOLVER_PRESETS: dict[str, dict[str, Any]] = {
+    # the paper's forward solver (§4, App. C.1): plain particle descent, 200 iterations of step 5
+    "paper": {"kind": "wgf", "iters": 200, "eval_iters": None, "step": 5.0, "tol": 0.0, "momentum": 0.0,
+              "nesterov": False, "objective_ratio": 0.0, "eval_momentum": None, "eval_objective_ratio": None},
+    # heavy ball 0.5 for 25 iterations in training (an eighth of the paper's) and 200 at evaluation:
+    # on the cpu profile's digits runs it trains in under a quarter of the paper solver's time and
+    # evaluates at least as well (docs/benchmarks.md, "Time to accuracy"). Heavy ball 0.5 is the best
+    # momentum of `ddeqs bench momentum`; training the flow short and solving it long at test time
+    # gave a lower W2 than training it at 200 (completion), see the measured table there.
+    "fast-train": {"kind": "wgf", "iters": 25, "eval_iters": 200, "step": 5.0, "tol": 0.0, "momentum": 0.5,
+                   "nesterov": False, "objective_ratio": 0.0, "eval_momentum": None, "eval_objective_ratio": None},
+}
+SolverPreset = Literal["paper", "fast-train"]
+
+
+def expand_preset(layer: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A run-configuration layer (a dict shaped as :class:`ExperimentConfig`) with its ``solver.preset``
+    fields written out, the layer's own solver fields winning; layers without a preset come back as given.
+
+    Merging expanded layers in order gives a preset the meaning it has in ``--set``: it replaces the
+    solver fields of the layers below it (e.g. a pipeline's defaults), and a later layer still wins.
+    """
+    solver = (layer or {}).get("solver")
+    if not isinstance(solver, dict) or solver.get("preset") not in SOLVER_PRESETS:
+        return layer
+    return {**layer, "solver": {**SOLVER_PRESETS[solver["preset"]], **solver}}  # type: ignore[dict-item]
+
+
 class SolverConfig(_Strict):
     """Forward solver of the DEQ (inner problem) and its backward (phantom gradient)."""
 
+    preset: SolverPreset | None = Field(
+        None, description="named solver setting filling the fields it names (SOLVER_PRESETS): paper (plain descent, "
+        "200 iterations) or fast-train (heavy ball 0.5, 25 iterations in training, 200 at evaluation); fields given "
+        "next to it win"
+    )
     kind: SolverKind = Field("wgf", description="wgf (MMD Wasserstein gradient flow) or a classical DEQ solver")
     impl: Literal["fast", "naive"] = Field("fast", description="fast path or the in-project naive reference")
     iters: int = Field(200, ge=1, description="inner iterations (paper: 200)")
@@ -165,6 +201,13 @@ class SolverConfig(_Strict):
     tau: float = Field(1.0, gt=0.0, le=1.0, description="phantom gradient damping (torchdeq 'tau')")
     compile: bool = Field(False, description="torch.compile the inner step (GPU)")
     bf16: bool = Field(False, description="bf16 autocast inside the inner solve (GPU)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") in SOLVER_PRESETS:
+            return {**SOLVER_PRESETS[data["preset"]], **data}  # fields given next to the preset win
+        return data
 
 
 class TrainConfig(_Strict):
@@ -414,6 +457,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
             if not isinstance(node, dict):
                 raise ConfigError(f"cannot set '{key}': '{p}' is not a section")
         node[parts[-1]] = parse_value(value)
+        if key == "solver.preset" and node["preset"] in SOLVER_PRESETS:
+            node.update(SOLVER_PRESETS[node["preset"]])  # the preset replaces what came before it
     return out
 
 

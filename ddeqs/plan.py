@@ -28,7 +28,7 @@ from typing import Annotated, Any, Iterable
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from ddeqs.config import ConfigError, DatasetName, format_errors, from_dict, load_yaml, suggest
+from ddeqs.config import ConfigError, DatasetName, expand_preset, format_errors, from_dict, load_yaml, suggest
 from ddeqs.record import MAIN_PATTERN, MODELS, TASKS, child_name, parse_name
 
 RUN_PATTERN = MAIN_PATTERN
@@ -264,9 +264,10 @@ def main_run_fields(plan: Plan, name: str) -> dict[str, Any]:
     """The merged, not yet validated ExperimentConfig dict of main run ``name``."""
     parsed = parse_name(name)
     role, task, model = parsed.role, parsed.task, parsed.model
-    raw = deep_merge(plan.defaults, getattr(plan.tasks, task, None) if plan.tasks else None)
-    raw = deep_merge(raw, getattr(plan.models, model, None) if plan.models else None)
-    raw = deep_merge(raw, plan.runs[name])
+    # each layer's solver.preset replaces the solver fields of the layers below it (as --set does)
+    raw = deep_merge(expand_preset(plan.defaults), expand_preset(getattr(plan.tasks, task, None) if plan.tasks else None))
+    raw = deep_merge(raw, expand_preset(getattr(plan.models, model, None) if plan.models else None))
+    raw = deep_merge(raw, expand_preset(plan.runs[name]))
     raw["task"] = TASKS[task]
     set_dotted(raw, "data.dataset", plan.roles[role])
     set_dotted(raw, "model.name", MODELS[model])
@@ -279,7 +280,12 @@ def main_run_fields(plan: Plan, name: str) -> dict[str, Any]:
 
 
 def _validated(raw: dict[str, Any], name: str) -> dict[str, Any]:
-    return from_dict(raw, f"run {name!r} of the pipeline configuration").model_dump(mode="json")
+    cfg = from_dict(raw, f"run {name!r} of the pipeline configuration").model_dump(mode="json")
+    if cfg["solver"].get("preset") is None:
+        # a run without a preset resolves exactly as before solver.preset existed: its resolved params
+        # (Snakemake's rerun trigger) stay byte-identical, so adding the key retrains nothing
+        del cfg["solver"]["preset"]
+    return cfg
 
 
 #: fields that change what a run reports, not what it trains: the MLflow names, and whether the untrained
@@ -308,8 +314,10 @@ def build_runs(plan: Plan) -> dict[str, dict[str, Any]]:
         for parent in spec.runs:
             for value in spec.values:
                 child = child_name(parent, grid, value)
-                raw = deep_merge(mains[parent], spec.child_fields(parent))
+                raw = deep_merge(mains[parent], expand_preset(spec.child_fields(parent)))
                 set_dotted(raw, spec.key, value)
+                if spec.key == "solver.preset":  # a grid over presets: each value's fields, as --set would
+                    raw = deep_merge(raw, expand_preset({"solver": {"preset": value}}))
                 if spec.coupled:  # e.g. solver.step = product / solver.iters (Table 4: step x iters constant)
                     set_dotted(raw, spec.coupled.key, float(spec.coupled.product) / float(value))
                 set_dotted(raw, "tracking.run_name", child)

@@ -117,3 +117,27 @@ def test_removed_data_keys_say_where_the_setting_lives(tmp_path):
         cfg = load_config(old)
     assert (cfg.data.dataset, cfg.data.noise) == ("shapes", 0.1)
     assert sorted(str(w.message).split("'")[1] for w in caught) == ["data.max_points", "data.raw_root"]
+
+
+def test_solver_preset_sets_its_fields_where_it_is_given(tmp_path):
+    """``solver.preset`` fills the fields it names: ``--set`` of it replaces what came before (a later
+    ``--set`` wins); in a YAML mapping the fields written next to it win; a run's dumped config reloads."""
+    from ddeqs.config import SOLVER_PRESETS
+
+    assert set(SOLVER_PRESETS) == {"paper", "fast-train"}
+    paper = load_config(None, ["solver.iters=7", "solver.momentum=0.3", "solver.preset=paper"]).solver
+    assert (paper.iters, paper.momentum, paper.step) == (200, 0.0, 5.0)
+    for name, fields in SOLVER_PRESETS.items():
+        solver = load_config(None, [f"solver.preset={name}"]).solver
+        assert solver.preset == name and {k: getattr(solver, k) for k in fields} == fields
+    after = load_config(None, ["solver.preset=fast-train", "solver.iters=80"]).solver
+    assert after.iters == 80 and after.momentum == SOLVER_PRESETS["fast-train"]["momentum"]
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump({"solver": {"preset": "fast-train", "iters": 30}}))
+    cfg = load_config(f)
+    assert cfg.solver.iters == 30 and cfg.solver.momentum == SOLVER_PRESETS["fast-train"]["momentum"]
+    dump_config(cfg, tmp_path / "run.yaml")  # a run folder's config: every field written, preset kept
+    assert load_config(tmp_path / "run.yaml") == cfg
+    assert load_config(tmp_path / "run.yaml", ["solver.preset=paper"]).solver.iters == 200  # --set replaces
+    with pytest.raises(ConfigError, match=r"solver\.preset.*'paper' or 'fast-train'"):
+        load_config(None, ["solver.preset=quick"])

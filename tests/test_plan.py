@@ -80,6 +80,32 @@ def test_grid_set_runs_sets_the_children_of_one_main_run() -> None:
         plan_from_dict(raw)
 
 
+def test_a_run_preset_replaces_the_solver_fields_of_the_defaults() -> None:
+    """solver.preset in a run (or a grid's set) replaces the solver fields the defaults gave, as --set
+    does; fields next to it win; the children of its grids inherit it; a grid over presets sets each."""
+    from ddeqs.config import SOLVER_PRESETS
+
+    fast = SOLVER_PRESETS["fast-train"]
+    raw = _smoke()  # defaults: solver {kind: wgf, iters: 5, step: 5.0}
+    raw["runs"]["mnist-cls-ddeq"] = {"solver": {"preset": "fast-train"}}
+    raw["runs"]["mnist-cpl-ddeq"] = {"solver": {"preset": "fast-train", "eval_iters": 7}}
+    runs = build_runs(plan_from_dict(raw))
+    cls = runs["mnist-cls-ddeq"]["solver"]
+    assert {k: cls[k] for k in fast} == fast and cls["preset"] == "fast-train"
+    cpl = runs["mnist-cpl-ddeq"]["solver"]
+    assert (cpl["iters"], cpl["eval_iters"], cpl["momentum"]) == (fast["iters"], 7, fast["momentum"])
+    # a run without a preset resolves as before the key existed (its params, Snakemake's rerun trigger, unchanged)
+    assert runs["modelnet-cls-ddeq"]["solver"]["iters"] == 5 and "preset" not in runs["modelnet-cls-ddeq"]["solver"]
+    child = runs["mnist-cls-ddeq--pushforward-true"]["solver"]  # a grid child inherits its main run's solver
+    assert {k: child[k] for k in fast} == fast
+    raw["grids"]["pushforward"]["set"] = {"solver": {"preset": "paper"}}
+    assert build_runs(plan_from_dict(raw))["mnist-cls-ddeq--pushforward-true"]["solver"]["iters"] == 200
+    raw["grids"]["presets"] = {"key": "solver.preset", "runs": ["modelnet-cls-ddeq"], "values": ["paper", "fast-train"]}
+    runs = build_runs(plan_from_dict(raw))
+    assert runs["modelnet-cls-ddeq--presets-paper"]["solver"]["iters"] == 200
+    assert runs["modelnet-cls-ddeq--presets-fast-train"]["solver"]["momentum"] == fast["momentum"]
+
+
 def _smoke() -> dict:
     return read_config(REPO / "params/smoke.yaml")
 

@@ -210,3 +210,25 @@ def test_read_only_mlflow_database_is_one_warning_line(tmp_path: Path) -> None:
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr[:3000]
     assert lines[0].startswith("ddeqs: warning: MLflow tracking") and "readonly database" in lines[0]
+
+
+def test_train_refuses_to_replace_a_finished_run(tmp_path: Path, capsys) -> None:
+    """``ddeqs train --out`` on a finished run folder would retrain and replace its results: refused
+    (one line naming the folder and --overwrite), nothing touched; a checkpoint there means resume."""
+    from ddeqs.cli.train import refuse_finished_run
+
+    out = tmp_path / "run"
+    train_run(tiny_cfg("classification", "pointnet"), out, source=make_source())
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()  # the training's own epoch lines
+    assert main(["train", "--out", str(out), "--set", "tracking.enabled=false"]) == 1
+    err = capsys.readouterr().err
+    assert str(out) in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    refuse_finished_run(out, None, overwrite=True)  # --overwrite: training goes ahead
+    refuse_finished_run(tmp_path / "new", None, overwrite=False)  # nothing there yet
+    (out / ".work").mkdir()
+    (out / ".work" / "last.pt").write_bytes(b"checkpoint")
+    refuse_finished_run(out, None, overwrite=False)  # a checkpoint: the same command resumes it
+    with pytest.raises(DDEQError, match="finished run"):
+        refuse_finished_run(out, tmp_path / "elsewhere", overwrite=False)  # --work elsewhere holds none

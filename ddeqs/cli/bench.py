@@ -101,9 +101,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--params", metavar="FILE", help="run configuration YAML, as for ddeqs train (default: built-in defaults)")
     add_set(p, "run setting (config override) for every setting, repeatable (e.g. --set train.epochs=2)")
     p.add_argument("--setting", dest="settings", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
-                   help="a preset name (plain, plain-quarter, momentum, momentum-eval) or "
+                   help="a preset name (paper, fast-train, plain, plain-quarter, momentum, momentum-eval) or "
                         "'NAME:key=value,key=value'; repeatable, in order, the first is the reference "
-                        "(default: plain plain-quarter momentum momentum-eval)")
+                        "(default: paper fast-train plain momentum)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder of the run folders, one per setting (DIR/NAME)")
     p.add_argument("--json", dest="json_out", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--progress", action="store_true", help="progress bars (default: one line per epoch)")
@@ -266,6 +266,30 @@ def _pm(mean: float | None, se: float | None, fmt: str) -> str:
     return f"{mean:{fmt}} ± {se:{fmt}}" if se is not None else f"{mean:{fmt}}"
 
 
+def _print_targets(rows: list, task: str) -> None:
+    """Time to target per setting: the first evaluated epoch at the reference's metric within one s.e."""
+    from ddeqs.bench.train import primary_metric
+
+    metric, higher = primary_metric(task)
+    if rows[0].target is None:
+        return
+    evaluated = max(len(r.curve) for r in rows)
+    print(f"time to target: {metric} {'>=' if higher else '<='} {rows[0].target:.4g} (the reference's final value, "
+          f"one s.e. towards worse); test metrics at {evaluated} epoch(s)"
+          + ("" if evaluated > 1 else " (only the last: add --set train.eval_every=1 for the epoch it is first reached)"))
+    print(f"{'setting':<16} {'epoch':>6} {'train s':>9} {'ratio':>7} {'share':>7}   {metric} per evaluated epoch")
+    for r in rows:
+        curve = " ".join(f"{c[metric]:.4g}" for c in r.curve if metric in c)
+        if r.target_epoch is None:
+            print(f"{r.name:<16} {'never':>6} {'':>9} {'':>7} {'':>7}   {curve}")
+        else:
+            ratio = "n/a" if r.target_ratio is None else f"{r.target_ratio:.2f}"
+            share = "n/a" if r.target_share is None else f"{r.target_share:.2f}"
+            print(f"{r.name:<16} {r.target_epoch:>6} {r.target_seconds:>9.1f} {ratio:>7} {share:>7}   {curve}")
+    print(f"ratio: training seconds to target / the reference's ({rows[0].name!r}); share: / the reference's whole "
+          "training time")
+
+
 def train_cmd(args: argparse.Namespace) -> int:
     from ddeqs.bench.machine import cpu_model
     from ddeqs.bench.train import metric_columns, resolve_settings, run_train_bench
@@ -290,9 +314,10 @@ def train_cmd(args: argparse.Namespace) -> int:
     for r in rows:
         it = "n/a" if r.inner_iters is None else f"{r.inner_iters:.1f}"
         vals = " ".join(f"{_pm(r.test.get(c), r.test.get(c + '_se'), fmt[c]):>22}" for c in cols)
-        load = "n/a" if r.load_avg is None else f"{r.load_avg[0]:.1f} / {r.load_avg[1]:.1f}"
-        print(f"{r.name:<16} {r.train_seconds:>9.1f} {r.eval_seconds:>12.1f} {it:>13} {vals} {r.time_ratio:>10.2f} "
-              f"{load:>17}")
+        load = "reused" if r.reused else "n/a" if r.load_avg is None else f"{r.load_avg[0]:.1f} / {r.load_avg[1]:.1f}"
+        ev = "n/a" if r.eval_seconds is None else f"{r.eval_seconds:.1f}"
+        print(f"{r.name:<16} {r.train_seconds:>9.1f} {ev:>12} {it:>13} {vals} {r.time_ratio:>10.2f} {load:>17}")
+    _print_targets(rows, base.task)
     for r in rows:
         print(f"  {r.name}: {' '.join(r.overrides) or '(no overrides)'} -> {r.run_dir}")
     device = rows[0].device

@@ -3,12 +3,15 @@
 Trains the configured model on its prepared dataset (CUDA when present, else CPU), checkpoints
 every epoch to RUN_DIR/.work (or --work DIR) and resumes from there when the same command is run
 again, evaluates on the test split and writes the run folder (metrics.json, history.json,
-model.pt, config.yaml, ...). Logs to MLflow (see docs/training.md).
+model.pt, config.yaml, ...). Logs to MLflow (see docs/training.md). A RUN_DIR that already holds a
+finished run (metrics.json, and no checkpoint to resume) is refused unless --overwrite: retraining
+would replace its results. (The pipeline deletes a job's declared outputs before it retrains it.)
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ddeqs.cli.common import add_no_tracking, add_set, tracking_overrides
 
@@ -23,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--work", metavar="DIR", help="checkpoint folder (default: RUN_DIR/.work)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (one line per epoch)")
     p.add_argument("--keep-work", action="store_true", help="keep the last checkpoint after a successful run")
+    p.add_argument("--overwrite", action="store_true",
+                   help="retrain even when RUN_DIR holds a finished run, replacing its results (default: refuse)")
     p.set_defaults(func=run)
 
 
@@ -31,5 +36,23 @@ def run(args: argparse.Namespace) -> int:
     from ddeqs.training import train_run
 
     cfg = load_config(args.params, tracking_overrides(args))
+    refuse_finished_run(Path(args.out), Path(args.work) if args.work else None, args.overwrite)
     train_run(cfg, args.out, args.work, quiet=True if args.quiet else None, keep_work=args.keep_work)
     return 0
+
+
+def refuse_finished_run(out: Path, work: Path | None, overwrite: bool) -> None:
+    """Raise when ``out`` holds a finished run (``metrics.json``) that training would replace.
+
+    A checkpoint in the work folder means the same command resumes (or, after ``--keep-work``,
+    only re-evaluates), so that case proceeds; so does ``overwrite``.
+    """
+    from ddeqs.errors import DDEQError
+    from ddeqs.training.runfolder import WORK_DIR
+
+    if overwrite or not (out / "metrics.json").is_file():
+        return
+    if ((work or out / WORK_DIR) / "last.pt").is_file():
+        return
+    raise DDEQError(f"{out} holds a finished run (metrics.json); training again would replace its results. "
+                    "Pass --overwrite to retrain it there, or choose another --out")

@@ -28,8 +28,9 @@ CHECKPOINT = "last.pt"
 #: what a resume reads (session.resume)
 REQUIRED_KEYS = ("fingerprint", "epoch", "step", "model", "optimizer", "scheduler", "scaler", "rng", "diagnostics",
                  "history", "epoch_seconds")
-#: keys that do not change what is computed (display, bookkeeping): ignored by the fingerprint
-_NEUTRAL = ("train.quiet", "tracking.")
+#: keys that do not change what is computed (display, bookkeeping): ignored by the fingerprint.
+#: ``solver.preset`` only names where the solver fields came from; the fields themselves count.
+_NEUTRAL = ("train.quiet", "tracking.", "solver.preset")
 
 
 def config_fingerprint(cfg: ExperimentConfig) -> str:
