@@ -18,6 +18,10 @@ epoch is evaluated (at the setting's evaluation solver; not counted as training 
 only the last. Per setting the table gives that epoch, the training seconds up to it, their ratio
 to the reference's own time to target and their share of the reference's whole training time.
 
+A setting whose folder ``OUT/<name>`` already holds its finished run is read, not retrained (rerun
+the same command after an interruption, or add a setting); a folder holding a finished run of
+another configuration stops the bench, naming it, before anything trains.
+
 The settings train one after the other, not interleaved as in ``ddeqs bench step``: on a shared
 machine whose speed drifts, the seconds (and the ratio) move with the load, while inner
 iterations and test metrics do not. The 1-minute load average before and after each run is
