@@ -204,12 +204,15 @@ def test_read_only_mlflow_database_is_one_warning_line(tmp_path: Path) -> None:
     assert made.returncode == 0 and db.is_file(), made.stderr
     db.chmod(0o444)  # read-only for users; root ignores modes, so SQLite's read-only URI mode stands in for it
     ro = f"sqlite:///file:{db}?mode=ro&uri=true"
+    # cwd: MLflow reads SQLite's URI filename form as a relative path and creates its folders
+    # ('file:/...') in the working directory; they belong in tmp_path, not in the checkout
     proc = subprocess.run([sys.executable, "-c", _TRACK.format(uri=ro)], env=env, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, cwd=tmp_path)
     assert proc.returncode == 0
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr[:3000]
     assert lines[0].startswith("ddeqs: warning: MLflow tracking") and "readonly database" in lines[0]
+    assert not (Path.cwd() / "file:").exists()
 
 
 def test_train_refuses_to_replace_a_finished_run(tmp_path: Path, capsys) -> None:
