@@ -156,6 +156,13 @@ SOLVER_PRESETS: dict[str, dict[str, Any]] = {
 SolverPreset = Literal["paper", "fast-train"]
 
 
+def _with_preset(solver: Any) -> Any:
+    """A ``solver`` mapping with its preset's fields filled in where it gives none (else as given)."""
+    if isinstance(solver, dict) and solver.get("preset") in SOLVER_PRESETS:
+        return {**SOLVER_PRESETS[solver["preset"]], **solver}
+    return solver
+
+
 def expand_preset(layer: dict[str, Any] | None) -> dict[str, Any] | None:
     """A run-configuration layer (a dict shaped as :class:`ExperimentConfig`) with its ``solver.preset``
     fields written out, the layer's own solver fields winning; layers without a preset come back as given.
@@ -163,10 +170,9 @@ def expand_preset(layer: dict[str, Any] | None) -> dict[str, Any] | None:
     Merging expanded layers in order gives a preset the meaning it has in ``--set``: it replaces the
     solver fields of the layers below it (e.g. a pipeline's defaults), and a later layer still wins.
     """
-    solver = (layer or {}).get("solver")
-    if not isinstance(solver, dict) or solver.get("preset") not in SOLVER_PRESETS:
+    if not layer or "solver" not in layer:
         return layer
-    return {**layer, "solver": {**SOLVER_PRESETS[solver["preset"]], **solver}}  # type: ignore[dict-item]
+    return {**layer, "solver": _with_preset(layer["solver"])}
 
 
 class SolverConfig(_Strict):
@@ -205,9 +211,7 @@ class SolverConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _expand_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("preset") in SOLVER_PRESETS:
-            return {**SOLVER_PRESETS[data["preset"]], **data}  # fields given next to the preset win
-        return data
+        return _with_preset(data)  # fields given next to the preset win
 
 
 class TrainConfig(_Strict):

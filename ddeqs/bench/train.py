@@ -189,8 +189,9 @@ def metric_curve(history: list[dict[str, Any]], final: dict[str, float], epoch_s
 
 
 def primary_metric(task: str) -> tuple[str, bool]:
-    """``(metric, higher_is_better)`` that decides time to target: accuracy, or W2 of the free particles."""
-    return ("accuracy", True) if task == "classification" else ("w2_free", False)
+    """``(metric, higher_is_better)`` that decides time to target: the first of :func:`metric_columns`
+    (accuracy, or W2 of the free particles)."""
+    return metric_columns(task)[0], task == "classification"
 
 
 def apply_target(rows: list[TrainBenchRow], task: str) -> None:

@@ -48,11 +48,12 @@ def refuse_finished_run(out: Path, work: Path | None, overwrite: bool) -> None:
     only re-evaluates), so that case proceeds; so does ``overwrite``.
     """
     from ddeqs.errors import DDEQError
+    from ddeqs.training.checkpoint import CHECKPOINT
     from ddeqs.training.runfolder import WORK_DIR
 
     if overwrite or not (out / "metrics.json").is_file():
         return
-    if ((work or out / WORK_DIR) / "last.pt").is_file():
+    if ((work or out / WORK_DIR) / CHECKPOINT).is_file():
         return
     raise DDEQError(f"{out} holds a finished run (metrics.json); training again would replace its results. "
                     "Pass --overwrite to retrain it there, or choose another --out")
