@@ -207,6 +207,10 @@ class SolverConfig(_Strict):
     tau: float = Field(1.0, gt=0.0, le=1.0, description="phantom gradient damping (torchdeq 'tau')")
     compile: bool = Field(False, description="torch.compile the inner step (GPU)")
     bf16: bool = Field(False, description="bf16 autocast inside the inner solve (GPU)")
+    cuda_graph: bool = Field(
+        False, description="replay the fast inner iteration from a CUDA graph (GPU; needs tol = 0 and "
+        "objective_ratio = 0, a fixed iteration count; same values as the eager loop)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -354,6 +358,28 @@ class ExperimentConfig(_Strict):
 
 # ---------------------------------------------------------------------------
 # loading, overrides and error messages
+
+
+#: Fields added after runs were trained, each with the value that leaves a run as it was. A resolved
+#: configuration holding one at that value is recorded without it (:func:`omit_late_defaults`: pipeline
+#: params, which Snakemake compares to decide reruns, and checkpoint fingerprints), so adding a field
+#: reruns no finished pipeline and orphans no checkpoint.
+LATE_FIELDS: dict[str, Any] = {"solver.preset": None, "solver.cuda_graph": False}
+
+
+def omit_late_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A nested (``model_dump``) or dotted (:func:`flatten`) configuration dict without the
+    :data:`LATE_FIELDS` that hold their default; other keys as given (a new dict)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in cfg.items()}
+    for key, default in LATE_FIELDS.items():
+        if key in out:
+            if out[key] == default:
+                del out[key]
+            continue
+        section, _, leaf = key.partition(".")
+        if isinstance(out.get(section), dict) and leaf in out[section] and out[section][leaf] == default:
+            del out[section][leaf]
+    return out
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -28,7 +28,8 @@ from typing import Annotated, Any, Iterable
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from ddeqs.config import ConfigError, DatasetName, expand_preset, format_errors, from_dict, load_yaml, suggest
+from ddeqs.config import (ConfigError, DatasetName, expand_preset, format_errors, from_dict, load_yaml,
+                          omit_late_defaults, suggest)
 from ddeqs.record import MAIN_PATTERN, MODELS, TASKS, child_name, parse_name
 
 RUN_PATTERN = MAIN_PATTERN
@@ -280,12 +281,9 @@ def main_run_fields(plan: Plan, name: str) -> dict[str, Any]:
 
 
 def _validated(raw: dict[str, Any], name: str) -> dict[str, Any]:
-    cfg = from_dict(raw, f"run {name!r} of the pipeline configuration").model_dump(mode="json")
-    if cfg["solver"].get("preset") is None:
-        # a run without a preset resolves exactly as before solver.preset existed: its resolved params
-        # (Snakemake's rerun trigger) stay byte-identical, so adding the key retrains nothing
-        del cfg["solver"]["preset"]
-    return cfg
+    # fields added later, at their defaults, are left out: a run resolves exactly as before they existed,
+    # its resolved params (Snakemake's rerun trigger) stay byte-identical and adding a field retrains nothing
+    return omit_late_defaults(from_dict(raw, f"run {name!r} of the pipeline configuration").model_dump(mode="json"))
 
 
 #: fields that change what a run reports, not what it trains: the MLflow names, and whether the untrained

@@ -54,17 +54,22 @@ def test_report_from_a_real_bench_step_json(tmp_path: Path, capsys: pytest.Captu
     sets = [a for o in ("model.z_dim=16", "model.bilinear_dim=4", "model.heads=4", "model.ffn_dim=32",
                         "model.coupling_width=8") for a in ("--set", o)]
     assert main(["bench", "step", "--task", "completion", "--set", "train.device=cpu", "--batch", "2", "--points", "12",
-                 "--iters", "3", "--impl", "fast", "naive", "--repeats", "1", "--warmup", "0", "--no-isolate",
+                 "--iters", "3", "--impl", "fast", "graph", "naive", "--repeats", "1", "--warmup", "0", "--no-isolate",
                  "--check", "--check-iters", "3", *sets, "--out", str(js)]) == 0
     med, summary = gpu_check.bench_summary(json.loads(js.read_text()))
-    assert set(med) == {"fast", "naive"} and med["fast"] > 0
+    assert set(med) == {"fast", "graph", "naive"} and med["fast"] > 0
     assert "naive/fast" in summary and "at 3 iterations" in summary and "Z* max |fast - naive|" in summary
+    assert "fast/graph" in summary
+    est = gpu_check.fastest_estimate(med)
+    assert est["impl"] in ("fast", "graph") and est["step_seconds"] == min(med["fast"], med["graph"])
+    assert gpu_check.fastest_estimate({"graph": 2.0, "fast": 1.0, "naive": 0.5})["impl"] == "fast"
+    assert gpu_check.fastest_estimate({"naive": 1.0}) is None
     ok = gpu_check.Part("bench-step", ["ddeqs"], 0, 12.0, 200.0, str(js), summary)
     bad = gpu_check.Part("cuda-tests", ["pytest"], None, 120.0, 120.0, str(js), "")
     info = {"gpu": "test GPU", "torch": "x", "cuda": "y", "date": "d", "commit": "c", "seconds": 132.0}
-    md, out = gpu_check.write_report(tmp_path, info, [bad, ok], gpu_check.epoch_estimate(med["fast"]))
+    md, out = gpu_check.write_report(tmp_path, info, [bad, ok], est)
     text = md.read_text()
     assert "| cuda-tests | timed out |" in text and "| bench-step | passed |" in text
-    assert "938 steps" in text and "3 h 01 min" in text
+    assert "938 steps" in text and "3 h 01 min" in text and f"({est['impl']}, the faster" in text
     data = json.loads(out.read_text())
     assert [p["ok"] for p in data["parts"]] == [False, True] and data["epoch_estimate"]["steps"] == 938

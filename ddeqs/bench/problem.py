@@ -42,7 +42,7 @@ class ProblemSpec:
     points: int = 200
     z_particles: int = 10
     iters: int = 200
-    impl: Literal["fast", "naive"] = "fast"
+    impl: Literal["fast", "naive", "graph"] = "fast"  # graph: fast with solver.cuda_graph
     momentum: float = 0.0
     nesterov: bool = False
     compile: bool = False
@@ -60,7 +60,8 @@ def problem_config(spec: ProblemSpec) -> ExperimentConfig:
     cross = shape_spec(spec.shape).cls_cross_layers if spec.task == "classification" else 3
     return load_config(None, [
         f"task={spec.task}", f"data.dataset={DATASET[spec.shape]}", f"model.cross_layers={cross}",
-        f"model.z_particles={spec.z_particles}", f"solver.iters={spec.iters}", f"solver.impl={spec.impl}",
+        f"model.z_particles={spec.z_particles}", f"solver.iters={spec.iters}",
+        *(["solver.impl=fast", "solver.cuda_graph=true"] if spec.impl == "graph" else [f"solver.impl={spec.impl}"]),
         f"solver.momentum={spec.momentum}", f"solver.nesterov={str(spec.nesterov).lower()}",
         f"solver.compile={str(spec.compile).lower()}", f"solver.bf16={str(spec.bf16).lower()}",
         f"train.device={spec.device}", f"seed={spec.seed}", *spec.overrides,

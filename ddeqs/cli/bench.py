@@ -67,8 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _problem_args(p)
     p.add_argument("--iters", type=int, nargs="+", default=[200], help="inner iterations, one or more (default: 200)")
-    p.add_argument("--impl", nargs="+", choices=["fast", "naive"], default=["fast"],
-                   help="implementation(s) to time (default: fast)")
+    p.add_argument("--impl", nargs="+", choices=["fast", "naive", "graph"], default=["fast"],
+                   help="implementation(s) to time (default: fast); graph: the fast path with solver.cuda_graph "
+                        "(the inner iteration replayed from a CUDA graph; on CPU the same loop uncaptured)")
     p.add_argument("--repeats", type=int, default=5, help="timed steps per configuration (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default: 1)")
     deprecated_set(p, "--momentum", "solver.momentum")  # run settings: --set solver.momentum=..., solver.nesterov,
@@ -193,6 +194,10 @@ def step_cmd(args: argparse.Namespace) -> int:
             summary.setdefault("round_ratios", {})[str(iters)] = rounds
             spread = f"; per round {min(rounds):.1f}x to {max(rounds):.1f}x" if args.isolate else ""
             print(f"speed-up at {iters} iterations: naive / fast = {ratio:.1f}x (ratio of the medians{spread})")
+        if ("fast", iters) in by and ("graph", iters) in by:
+            fast, graph = by[("fast", iters)], by[("graph", iters)]
+            summary.setdefault("graph_ratios", {})[str(iters)] = fast.median_step_s / graph.median_step_s
+            print(f"CUDA graph at {iters} iterations: fast / graph = {fast.median_step_s / graph.median_step_s:.2f}x")
     if len(args.iters) > 1:
         lo, hi = min(args.iters), max(args.iters)
         for impl in args.impl:

@@ -4,6 +4,8 @@
   (update, stopping, diagnostics); it takes a gradient function:
 * :mod:`ddeqs.solver.wgf`: the fast gradient (``solver.impl = "fast"``);
 * :mod:`ddeqs.solver.naive`: the naive reference gradient (``"naive"``; tests, benchmarks).
+* :mod:`ddeqs.solver.graph`: the loop's stop-free form on fixed buffers, replayed from a CUDA graph
+  (``solver.cuda_graph``).
 * :mod:`ddeqs.solver.deq`: torchdeq registration, classical solvers, ``build_deq``.
 """
 

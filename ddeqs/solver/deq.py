@@ -22,6 +22,7 @@ from torchdeq.solver import get_solver, register_solver
 from torchdeq.solver.stat import SolverStat
 
 from ddeqs.config import SolverConfig
+from ddeqs.solver.graph import graph_wgf_loop
 from ddeqs.solver.loop import GradientFn, wgf_loop
 from ddeqs.solver.naive import NaiveGradient
 from ddeqs.solver.wgf import FastGradient
@@ -60,6 +61,7 @@ def ddeqs_wgf_solver(
     nesterov: bool = False,
     objective_ratio: float = 0.0,
     impl: str = "fast",
+    cuda_graph: bool = False,
     full_func: Callable[[torch.Tensor], torch.Tensor] | None = None,
     solve_func: Callable[[torch.Tensor], torch.Tensor] | None = None,
     **_: object,
@@ -68,6 +70,7 @@ def ddeqs_wgf_solver(
 
     ``solve_func`` (fast path, optional): the function evaluated at every inner step instead of
     torchdeq's ``func`` (same values; e.g. detached X branch, movable rows only, compiled).
+    ``cuda_graph`` (fast path, ``solver.cuda_graph``): the loop of :mod:`ddeqs.solver.graph`.
     ``full_func`` (naive path): F with its X branch recomputed at every call.
     """
     movable = mask if movable is None else movable & mask
@@ -77,9 +80,50 @@ def ddeqs_wgf_solver(
             raise ValueError("solver.impl='naive' needs full_func (F with its X branch) in solver_kwargs")
         gradient = NaiveGradient(full_func, mask, movable)
     else:
+        if cuda_graph and graph_applies(tol, objective_ratio):
+            result = _graph_solve(solve_func or func, x0, mask, movable, int(max_iter), step, momentum, nesterov)
+            if result is not None:
+                z, info = result
+                return z, ([z] if indexing else []), _stat(z, info)
         gradient = FastGradient(solve_func or func, mask, movable, x0.dtype)
     z, info = wgf_loop(gradient, x0, mask, int(max_iter), step, tol, momentum, nesterov, objective_ratio)
     return z, ([z] if indexing else []), _stat(z, info)
+
+
+def graph_applies(tol: float, objective_ratio: float) -> bool:
+    """Whether ``solver.cuda_graph`` can apply: a fixed iteration count (no stop test); else warn once."""
+    from ddeqs.models.ddeq.fastpath import warn_once  # the models import this module
+
+    if tol > 0 or objective_ratio > 0:
+        warn_once("cuda-graph-stop", "solver.cuda_graph needs a fixed number of inner iterations (solver.tol = 0 "
+                  "and solver.objective_ratio = 0); the inner loop runs eagerly")
+        return False
+    return True
+
+
+def _graph_solve(func: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, mask: torch.Tensor,
+                 movable: torch.Tensor, iters: int, step: float, momentum: float,
+                 nesterov: bool) -> tuple[torch.Tensor, dict] | None:
+    """:func:`ddeqs.solver.graph.graph_wgf_loop` (captured on CUDA); None, with one warning, where it cannot
+    give the eager loop's values: capture failed, or the close-pair list overflowed."""
+    from ddeqs.models.ddeq.fastpath import warn_once  # the models import this module
+
+    capture = x0.device.type == "cuda"
+    if not capture:
+        warn_once("cuda-graph-cpu", "solver.cuda_graph: no CUDA device; the fixed-buffer inner loop runs without a "
+                  "graph (same values, no speed-up)")
+    gradient = FastGradient(func, mask, movable, x0.dtype, capturable=True)
+    try:
+        z, info = graph_wgf_loop(gradient, x0, mask, iters, step, momentum, nesterov, capture=capture)
+    except Exception as err:  # noqa: BLE001 - any capture failure: the eager loop gives the same values
+        warn_once("cuda-graph-capture", f"solver.cuda_graph: capture failed ({type(err).__name__}: {err}); "
+                  "the inner loop runs eagerly")
+        return None
+    if gradient.overflowed():
+        warn_once("cuda-graph-pairs", "solver.cuda_graph: more close particle pairs than the MMD's fixed list holds "
+                  "(ddeqs.mmd.PAIRS_PER_ROW); this solve was redone eagerly")
+        return None
+    return z, info
 
 
 def _classical(name: str) -> Callable:
@@ -87,7 +131,8 @@ def _classical(name: str) -> Callable:
 
     def solver(func, x0, max_iter=50, tol=1e-3, stop_mode="rel", indexing=None, **kwargs):  # type: ignore[no-untyped-def]
         movable = kwargs.pop("movable", None)
-        for key in ("mask", "step", "momentum", "nesterov", "objective_ratio", "impl", "full_func", "solve_func"):
+        for key in ("mask", "step", "momentum", "nesterov", "objective_ratio", "impl", "cuda_graph", "full_func",
+                    "solve_func"):
             kwargs.pop(key, None)
         z, traj, info = base(func, x0, max_iter=max_iter, tol=tol, stop_mode=stop_mode, indexing=indexing, **kwargs)
         if movable is not None:  # Anderson/Broyden mix iterates: restore fixed rows bit-exactly
@@ -159,5 +204,5 @@ def solver_kwargs(
         ratio = cfg.objective_ratio if cfg.eval_objective_ratio is None else cfg.eval_objective_ratio
     return dict(
         mask=mask, movable=movable, step=cfg.step, momentum=momentum, nesterov=cfg.nesterov,
-        objective_ratio=ratio, impl=cfg.impl, full_func=full_func, solve_func=solve_func,
+        objective_ratio=ratio, impl=cfg.impl, cuda_graph=cfg.cuda_graph, full_func=full_func, solve_func=solve_func,
     )

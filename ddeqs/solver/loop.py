@@ -6,7 +6,8 @@ how the gradient is computed: :func:`wgf_loop` takes a :class:`GradientFn`
 (:class:`ddeqs.solver.wgf.FastGradient` or :class:`ddeqs.solver.naive.NaiveGradient`); the
 particle update (:class:`ParticleUpdate`), the per-sample stopping (:class:`StopRule`) and the
 returned diagnostics are this module's, once. No autograd graph is kept across iterations and
-there is no loop over samples.
+there is no loop over samples. (:mod:`ddeqs.solver.graph` runs the stop-free case of this loop on
+fixed buffers, for capture in a CUDA graph; tests check it gives this loop's values bitwise.)
 """
 
 from __future__ import annotations

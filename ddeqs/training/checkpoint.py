@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ddeqs.config import ExperimentConfig
+from ddeqs.config import ExperimentConfig, omit_late_defaults
 from ddeqs.errors import DDEQError
 from ddeqs.training.runfolder import write_torch
 
@@ -30,12 +30,13 @@ REQUIRED_KEYS = ("fingerprint", "epoch", "step", "model", "optimizer", "schedule
                  "history", "epoch_seconds")
 #: keys that do not change what is computed (display, bookkeeping): ignored by the fingerprint.
 #: ``solver.preset`` only names where the solver fields came from; the fields themselves count.
-_NEUTRAL = ("train.quiet", "tracking.", "solver.preset")
+#: ``solver.cuda_graph`` changes how the inner loop is launched, not its values.
+_NEUTRAL = ("train.quiet", "tracking.", "solver.preset", "solver.cuda_graph")
 
 
 def config_fingerprint(cfg: ExperimentConfig) -> str:
     """sha256 of the configuration fields that affect the trained model."""
-    flat = {k: v for k, v in cfg.flat().items() if not any(k == n or k.startswith(n) for n in _NEUTRAL)}
+    flat = {k: v for k, v in omit_late_defaults(cfg.flat()).items() if not any(k == n or k.startswith(n) for n in _NEUTRAL)}
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()
 
 

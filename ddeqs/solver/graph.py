@@ -1,0 +1,143 @@
+"""The WGF loop on fixed buffers, replayed from a CUDA graph (``solver.cuda_graph``).
+
+Why: on a GPU one inner iteration is a few hundred small kernels (F's Z branch and its VJP, the MMD
+gradient, the particle update), each launched from Python, and a paper training step runs 200 of
+them: the eager loop is bound by kernel launches, not by the GPU. A CUDA graph records one iteration
+once and replays it with a single launch (PyTorch's ``torch.cuda.CUDAGraph``; ``torch.compile``'s
+``reduce-overhead`` mode cannot capture this iteration, which takes an autograd VJP inside it).
+
+What capture needs, and how the loop provides it:
+
+* every tensor the iteration reads or writes lives at a fixed address: the iterate, the momentum
+  buffer, the best iterate and its objective, the last evaluation and the objective trace are
+  allocated once and written in place (:class:`StaticLoop`); the trace column comes from a device
+  counter;
+* no host synchronisation inside the iteration: the per-sample stop tests (``solver.tol``,
+  ``solver.objective_ratio``) need one per iteration, so the graph runs a fixed number of
+  iterations, as the paper and both presets do (``tol = 0``, ``objective_ratio = 0``); the MMD's
+  close-pair search uses a fixed-capacity list (``PairedMMD(capturable=True)``) whose overflow is
+  checked once, after the loop (then the solve is redone eagerly);
+* warm-up: the first :data:`WARMUP` iterations run eagerly on a side stream (lazy initialisations,
+  dropout masks sampled once per solve), then one iteration is captured and replayed for the rest.
+
+The values are :func:`ddeqs.solver.loop.wgf_loop`'s with ``tol = ratio = 0``: the same operations
+in the same order (tested bitwise on CPU, where :class:`StaticLoop` runs the same way without a
+graph). Where capture is impossible it warns once and runs the eager loop.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ddeqs.solver.loop import GradientFn, fixed_point_residual
+
+WARMUP = 3
+"""Eager iterations before capture (PyTorch asks for a few on a side stream before capturing)."""
+
+
+class StaticLoop:
+    """State of the fixed-iteration WGF loop in preallocated buffers; :meth:`iteration` updates it in place.
+
+    ``z0`` ``(B, K, p)``; ``iters``: the trace length. Same update, stop-free bookkeeping and result
+    as :func:`ddeqs.solver.loop.wgf_loop` with ``tol = 0`` and ``ratio = 0``.
+    """
+
+    def __init__(self, gradient: GradientFn, z0: torch.Tensor, iters: int, step: float,
+                 momentum: float = 0.0, nesterov: bool = False) -> None:
+        self.gradient, self.step, self.momentum, self.nesterov = gradient, step, momentum, nesterov
+        z = z0.detach().clone()
+        B = z.shape[0]
+        self.z = z
+        self.keep_best = momentum > 0
+        self.buf = torch.zeros_like(z) if self.keep_best else None  # m·0 + g = g: the eager first buffer
+        # eager loop: z - step · d · active, with every sample active (no stop test)
+        self.active = torch.ones(B, dtype=z.dtype, device=z.device)[:, None, None]
+        self.z_eval = torch.zeros_like(z)
+        self.fz = torch.zeros_like(z)
+        if self.keep_best:  # +inf: the first objective always wins, as the eager first clone
+            self.best_obj = torch.full((B,), float("inf"), dtype=z.dtype, device=z.device)
+        self.trace = z.new_zeros(B, iters)
+        self.t = torch.zeros(1, dtype=torch.long, device=z.device)
+        self.done = 0
+
+    def iteration(self) -> None:
+        """One evaluation of the gradient at ``z`` and one update, all writes in place."""
+        obj, g, fz = self.gradient(self.z)
+        self.trace.index_copy_(1, self.t, obj.unsqueeze(1))
+        self.t += 1
+        if self.keep_best:
+            better = obj < self.best_obj
+            rows = better[:, None, None]
+            self.best_obj.copy_(torch.where(better, obj, self.best_obj))
+            self.z_eval.copy_(torch.where(rows, self.z, self.z_eval))  # best iterate
+            self.fz.copy_(torch.where(rows, fz, self.fz))  # its F
+        else:
+            self.z_eval.copy_(self.z)
+            self.fz.copy_(fz)
+        d = g
+        if self.buf is not None:
+            self.buf.copy_(self.momentum * self.buf + g)
+            d = g + self.momentum * self.buf if self.nesterov else self.buf
+        self.z.copy_(self.z - self.step * d * self.active)
+
+    def result(self, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """``(z_star, info)`` as :func:`ddeqs.solver.loop.wgf_loop` returns them (``converged``: all False)."""
+        z = self.z_eval if self.keep_best else self.z
+        trace = self.trace[:, : self.done]
+        info = {"objective": trace, "rel_residual": fixed_point_residual(self.z_eval, self.fz, mask),
+                "iters": self.done, "converged": torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)}
+        return z.clone(), info
+
+    def run(self, iters: int, capture: bool) -> None:
+        """Run ``iters`` iterations: eagerly, or :data:`WARMUP` eagerly and the rest from a CUDA graph."""
+        if not capture or iters <= WARMUP:
+            for _ in range(iters):
+                self.iteration()
+            self.done += iters
+            return
+        main = torch.cuda.current_stream(self.z.device)
+        side = torch.cuda.Stream(device=self.z.device)
+        side.wait_stream(main)
+        graph = torch.cuda.CUDAGraph()
+        # capture_begin/end, not the torch.cuda.graph context: that one also runs gc.collect() and
+        # empty_cache() on entry, which would return the allocator's cache at every solve
+        with torch.cuda.stream(side):
+            for _ in range(WARMUP):
+                self.iteration()
+            graph.capture_begin()
+            try:
+                self.iteration()  # recorded, not run: the state is still that after the warm-up
+            except BaseException:
+                try:
+                    graph.capture_end()
+                except Exception:  # noqa: BLE001 - the capture is invalid anyway; report the first error
+                    pass
+                raise
+            graph.capture_end()
+        main.wait_stream(side)
+        self.done += WARMUP
+        for _ in range(iters - WARMUP):
+            graph.replay()
+        self.done = iters
+
+
+def graph_wgf_loop(
+    gradient: GradientFn,
+    z0: torch.Tensor,
+    mask: torch.Tensor,
+    iters: int = 200,
+    step: float = 5.0,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    capture: bool | None = None,
+) -> tuple[torch.Tensor, dict]:
+    """:func:`ddeqs.solver.loop.wgf_loop` without stop tests, on fixed buffers; CUDA-graph replayed.
+
+    ``capture`` None: capture when ``z0`` is on CUDA. Raises what capture raises (the caller falls
+    back); the caller checks the gradient's close-pair overflow (see the module doc).
+    """
+    if capture is None:
+        capture = z0.device.type == "cuda"
+    loop = StaticLoop(gradient, z0, iters, step, momentum, nesterov)
+    loop.run(iters, capture)
+    return loop.result(mask)
