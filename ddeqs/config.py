@@ -12,7 +12,7 @@ Layout of a run configuration (``ExperimentConfig``)::
              partial_radius, max_train, max_test ...
     model:   name, z_dim, bilinear_dim, heads, ffn_dim, cross_layers, self_layers,
              pushforward, z_particles, free_share, coupling_width, dropout, ...
-    solver:  preset, kind, impl, iters, step, tol, momentum, nesterov, grad_steps, ...
+    solver:  preset, kind, impl, iters, step, tol, momentum, nesterov, grad_steps, attention, ...
     train:   epochs, batch_size, optimizer, lr, schedule, milestones, gamma, device, amp ...
              (optimizer/schedule fields left null take model.name's paper default: TRAIN_DEFAULTS)
     tracking: enabled, uri, experiment, rule
@@ -154,6 +154,8 @@ SOLVER_PRESETS: dict[str, dict[str, Any]] = {
                    "nesterov": False, "objective_ratio": 0.0, "eval_momentum": None, "eval_objective_ratio": None},
 }
 SolverPreset = Literal["paper", "fast-train"]
+#: the DDEQ's attention kernel (``solver.attention``; ddeqs.models.ddeq.fastpath.attention_kernel)
+AttentionChoice = Literal["auto", "sdpa", "sdpa_pad8"]
 
 
 def _with_preset(solver: Any) -> Any:
@@ -210,6 +212,13 @@ class SolverConfig(_Strict):
     cuda_graph: bool = Field(
         False, description="replay the fast inner iteration from a CUDA graph (GPU; needs tol = 0 and "
         "objective_ratio = 0, a fixed iteration count; same values as the eager loop)",
+    )
+    # "auto" keeps the kernels measured fastest so far: CPU the hand-written ones, CUDA plain SDPA until a GPU
+    # measurement (make gpu-check's bench attention part) decides between sdpa and sdpa_pad8 (fastpath.AUTO_CUDA).
+    attention: AttentionChoice = Field(
+        "auto", description="attention kernel of the DDEQ: auto (CPU: hand-written kernels; CUDA: plain SDPA), sdpa "
+        "(PyTorch's SDPA on any device) or sdpa_pad8 (SDPA at the head width zero-padded to a multiple of 8, which "
+        "PyTorch's fused CUDA backends take; any device); the same values up to float rounding"
     )
 
     @model_validator(mode="before")
@@ -364,7 +373,7 @@ class ExperimentConfig(_Strict):
 #: configuration holding one at that value is recorded without it (:func:`omit_late_defaults`: pipeline
 #: params, which Snakemake compares to decide reruns, and checkpoint fingerprints), so adding a field
 #: reruns no finished pipeline and orphans no checkpoint.
-LATE_FIELDS: dict[str, Any] = {"solver.preset": None, "solver.cuda_graph": False}
+LATE_FIELDS: dict[str, Any] = {"solver.preset": None, "solver.cuda_graph": False, "solver.attention": "auto"}
 
 
 def omit_late_defaults(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -30,8 +30,9 @@ REQUIRED_KEYS = ("fingerprint", "epoch", "step", "model", "optimizer", "schedule
                  "history", "epoch_seconds")
 #: keys that do not change what is computed (display, bookkeeping): ignored by the fingerprint.
 #: ``solver.preset`` only names where the solver fields came from; the fields themselves count.
-#: ``solver.cuda_graph`` changes how the inner loop is launched, not its values.
-_NEUTRAL = ("train.quiet", "tracking.", "solver.preset", "solver.cuda_graph")
+#: ``solver.cuda_graph`` changes how the inner loop is launched, not its values; ``solver.attention`` picks an
+#: attention kernel giving the same values up to float rounding (its "auto" follows the fastest kernel measured).
+_NEUTRAL = ("train.quiet", "tracking.", "solver.preset", "solver.cuda_graph", "solver.attention")
 
 
 def config_fingerprint(cfg: ExperimentConfig) -> str:

@@ -4,8 +4,8 @@ The key/value projections are exposed separately (:meth:`MaskedAttention.kv`) so
 that the cross-encoder's K/V of the Z-independent source X are computed once per
 forward solve instead of at every inner step.
 
-Padding: keys are masked with a boolean key-padding mask passed to
-``scaled_dot_product_attention``; padded keys never contribute. Padded query rows
+Padding: keys are masked with a boolean key-padding mask (passed to
+``scaled_dot_product_attention`` by the SDPA kernels); padded keys never contribute. Padded query rows
 compute something finite that callers mask downstream. Inputs are expected with
 padded rows already zeroed (see ``layers.zero_padding``) so that a padded value
 row can never turn ``0 * NaN`` into NaN.
@@ -13,25 +13,34 @@ row can never turn ``0 * NaN`` into NaN.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ddeqs.models.ddeq.attention_kernels import ConstKV, const_kv_attention, short_attention
 from ddeqs.models.ddeq.fastpath import attention_kernel
 from ddeqs.models.ddeq.layers import DropoutState, FeedForward
+from ddeqs.models.ddeq.sdpa import sdpa_attention, sdpa_pad8_attention
+
+if TYPE_CHECKING:
+    from ddeqs.config import AttentionChoice
 
 KV = tuple[torch.Tensor, torch.Tensor] | ConstKV
 
 
 class MaskedAttention(nn.Module):
-    """Multi-head attention, width ``dim`` split into ``heads`` heads of width ``dim // heads``."""
+    """Multi-head attention, width ``dim`` split into ``heads`` heads of width ``dim // heads``.
 
-    def __init__(self, dim: int, heads: int) -> None:
+    ``attention``: ``solver.attention``, the kernel choice handed to the dispatcher at every call.
+    """
+
+    def __init__(self, dim: int, heads: int, attention: "AttentionChoice" = "auto") -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"model.z_dim={dim} is not divisible by model.heads={heads}")
         self.heads = heads
+        self.attention: AttentionChoice = attention
         self.q = nn.Linear(dim, dim)
         self.k = nn.Linear(dim, dim)
         self.v = nn.Linear(dim, dim)
@@ -51,20 +60,21 @@ class MaskedAttention(nn.Module):
         ``key_mask`` None: every key is real. The kernel is chosen by
         :func:`ddeqs.models.ddeq.fastpath.attention_kernel`: :func:`const_kv_attention` for a
         :class:`ConstKV` (the inner solve on CPU), :func:`short_attention` for few keys on CPU,
-        otherwise PyTorch's SDPA.
+        otherwise PyTorch's SDPA, plain or at the head width padded to 8 (``solver.attention``).
         """
         B, N, c = tgt.shape
         q = self._split(self.q(tgt))
-        kernel = attention_kernel(q, kv)
+        kernel = attention_kernel(q, kv, self.attention)
         if kernel == "const_kv":
             out = const_kv_attention(q, kv, key_mask)  # type: ignore[arg-type]
         else:
             k, v = kv  # type: ignore[misc]
             if kernel == "short":
                 out = short_attention(q, k, v, key_mask)
+            elif kernel == "sdpa_pad8":
+                out = sdpa_pad8_attention(q, k, v, key_mask)
             else:
-                mask = None if key_mask is None else key_mask[:, None, None, :]
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+                out = sdpa_attention(q, k, v, key_mask)
         return self.o(out.transpose(1, 2).reshape(B, N, c))
 
 
@@ -75,9 +85,9 @@ class EncoderLayer(nn.Module):
     (= 198,272 for c = 128, ffn = 512).
     """
 
-    def __init__(self, dim: int, heads: int, ffn_dim: int) -> None:
+    def __init__(self, dim: int, heads: int, ffn_dim: int, attention: "AttentionChoice" = "auto") -> None:
         super().__init__()
-        self.attn = MaskedAttention(dim, heads)
+        self.attn = MaskedAttention(dim, heads, attention)
         self.norm1 = nn.LayerNorm(dim)
         self.ffn = FeedForward(dim, ffn_dim)
         self.norm2 = nn.LayerNorm(dim)

@@ -66,6 +66,7 @@ class DDEQCore(nn.Module):
             self_layers=model.self_layers,
             pushforward=model.pushforward,
             dropout=model.dropout or 0.0,
+            attention=solver.attention,
         )
         self.deq = build_deq(solver)
 

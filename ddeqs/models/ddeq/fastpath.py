@@ -5,15 +5,22 @@ the values (and the gradient w.r.t. ``Z``) of the plain evaluation up to float r
 case by case in ``tests/test_fastpath.py``. The plain evaluation is ``where(movable, F(z, X), z)``
 with :meth:`ddeqs.models.ddeq.fmap.FMap.apply` under autograd and PyTorch's SDPA.
 
-Attention kernel, per call (:func:`attention_kernel`, used by ``MaskedAttention.attend``):
+Attention kernel, per call (:func:`attention_kernel`, used by ``MaskedAttention.attend``), for
+``solver.attention`` ``"auto"``:
 
 * ``"const_kv"``: keys/values laid out as :class:`ConstKV` (the inner solve on CPU):
   :func:`const_kv_attention` (constant keys/values, gradient to the queries only);
 * ``"short"``: CPU and at most :data:`SHORT_KEYS` keys (the Z self-attention): :func:`short_attention`;
-* ``"sdpa"``: otherwise ``torch.nn.functional.scaled_dot_product_attention`` (the plain one).
+* :data:`AUTO_CUDA` on CUDA (``"sdpa"`` until a GPU measurement decides otherwise);
+* ``"sdpa"``: otherwise ``torch.nn.functional.scaled_dot_product_attention`` (the plain one,
+  :func:`ddeqs.models.ddeq.sdpa.sdpa_attention`).
 
-Keys/values of the X branch for the inner solve (:func:`solve_kv`): :class:`ConstKV` on CPU,
-detached contiguous ``(k, v)`` elsewhere.
+``solver.attention`` ``"sdpa"`` or ``"sdpa_pad8"`` (SDPA at the head width zero-padded to a
+multiple of 8, :func:`ddeqs.models.ddeq.sdpa.sdpa_pad8_attention`) applies that kernel to every
+call on any device.
+
+Keys/values of the X branch for the inner solve (:func:`solve_kv`): :class:`ConstKV` on CPU under
+``"auto"``, detached contiguous ``(k, v)`` otherwise.
 
 Inner step, once per solve (:func:`plan_step`, used by
 :func:`ddeqs.models.ddeq.step.make_solve_func`), :attr:`StepPlan.kind`:
@@ -42,10 +49,15 @@ import torch
 from ddeqs.models.ddeq.attention_kernels import SHORT_KEYS, ConstKV
 
 if TYPE_CHECKING:  # fmap imports attention, which imports this module
-    from ddeqs.config import SolverConfig
+    from ddeqs.config import AttentionChoice, SolverConfig
     from ddeqs.models.ddeq.fmap import FContext, RowSubset
 
-AttentionKernel = Literal["const_kv", "short", "sdpa"]
+AttentionKernel = Literal["const_kv", "short", "sdpa", "sdpa_pad8"]
+
+AUTO_CUDA: AttentionKernel = "sdpa"
+"""The kernel ``solver.attention=auto`` takes on CUDA. Plain SDPA until a GPU measurement decides:
+``make gpu-check`` times it against ``"sdpa_pad8"`` (``ddeqs bench attention``) and its report says
+which value this should take."""
 StepKind = Literal["zbranch", "rows", "masked", "dense"]
 
 _WARNED: set[str] = set()
@@ -58,18 +70,26 @@ def warn_once(key: str, message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-def attention_kernel(q: torch.Tensor, kv: "ConstKV | tuple[torch.Tensor, torch.Tensor]") -> AttentionKernel:
-    """Kernel for queries ``q`` ``(B, H, N, c)`` attending to ``kv`` (see module doc)."""
+def attention_kernel(
+    q: torch.Tensor, kv: "ConstKV | tuple[torch.Tensor, torch.Tensor]", choice: "AttentionChoice" = "auto"
+) -> AttentionKernel:
+    """Kernel for queries ``q`` ``(B, H, N, c)`` attending to ``kv`` under ``solver.attention`` ``choice`` (module doc)."""
     if isinstance(kv, ConstKV):
         return "const_kv"
+    if choice != "auto":
+        return choice
     if q.device.type == "cpu" and kv[0].shape[-2] <= SHORT_KEYS:
         return "short"
+    if q.device.type == "cuda":
+        return AUTO_CUDA
     return "sdpa"
 
 
-def solve_kv(k: torch.Tensor, v: torch.Tensor) -> "ConstKV | tuple[torch.Tensor, torch.Tensor]":
+def solve_kv(
+    k: torch.Tensor, v: torch.Tensor, choice: "AttentionChoice" = "auto"
+) -> "ConstKV | tuple[torch.Tensor, torch.Tensor]":
     """Keys/values ``(B, H, M, c)`` of X laid out once per solve, without autograd history (see module doc)."""
-    if k.device.type == "cpu":
+    if k.device.type == "cpu" and choice == "auto":
         return ConstKV.from_kv(k, v)
     return k.detach().contiguous(), v.detach().contiguous()
 

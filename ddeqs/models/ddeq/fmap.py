@@ -54,6 +54,7 @@ all, 1,177,608 (Table 1 "1.2M").
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -63,6 +64,9 @@ from ddeqs.models.ddeq.attention import KV, EncoderLayer
 from ddeqs.models.ddeq.fastpath import solve_kv
 from ddeqs.models.ddeq.layers import DropoutState, EmbedMLP, FeedForward, masked_mean, zero_padding
 
+if TYPE_CHECKING:
+    from ddeqs.config import AttentionChoice
+
 
 @dataclass
 class FContext:
@@ -70,7 +74,8 @@ class FContext:
 
     ``kv``: per cross layer the key/value heads of the encoded X, each ``(B, H, M, p/H)``;
     ``x_mask`` ``(B, M)`` (None after :meth:`dense` when every point of X is real); ``alpha_x``/``beta_x``: the bilinear factors ``α x̄``/``β x̄``
-    ``(B, b, b)`` (``beta_x`` None in the pushforward variant); ``drop``: the solve's dropout masks.
+    ``(B, b, b)`` (``beta_x`` None in the pushforward variant); ``drop``: the solve's dropout masks;
+    ``attention``: ``solver.attention`` of the map (how :meth:`detached` lays out the keys/values).
     """
 
     kv: list[KV]
@@ -78,6 +83,7 @@ class FContext:
     alpha_x: torch.Tensor
     beta_x: torch.Tensor | None
     drop: DropoutState
+    attention: "AttentionChoice" = "auto"
 
     def detached(self) -> "FContext":
         """Same context without autograd history (for the inner solve); shares the dropout masks.
@@ -86,7 +92,7 @@ class FContext:
         chooses (:func:`ddeqs.models.ddeq.fastpath.solve_kv`: :class:`ConstKV` on CPU for the
         hand-written query-gradient kernel, elsewhere contiguous for SDPA).
         """
-        kv: list[KV] = [solve_kv(k, v) for k, v in self.kv]  # type: ignore[misc]
+        kv: list[KV] = [solve_kv(k, v, self.attention) for k, v in self.kv]  # type: ignore[misc]
         return replace(
             self,
             kv=kv,
@@ -151,10 +157,12 @@ class FMap(nn.Module):
         self_layers: int = 1,
         pushforward: bool = False,
         dropout: float = 0.0,
+        attention: "AttentionChoice" = "auto",
     ) -> None:
         super().__init__()
         b, p = bilinear_dim, z_dim
         self.in_dim, self.z_dim, self.pushforward, self.dropout = in_dim, z_dim, pushforward, dropout
+        self.attention: AttentionChoice = attention  # solver.attention: the kernel choice of every attention layer
         self.x_embed = EmbedMLP(in_dim, b, b)
         self.z_embed = EmbedMLP(p, b, b)
         # Bilinear EI layer; std 1/b keeps e_z α x̄ of order one for LayerNorm-ed inputs.
@@ -165,11 +173,11 @@ class FMap(nn.Module):
         self.x_up = EmbedMLP(b, p, p)
         self.z_up = EmbedMLP(b, p, p)
         self.z_skip_norm = nn.LayerNorm(p)
-        self.x_self = nn.ModuleList(EncoderLayer(p, heads, ffn_dim) for _ in range(self_layers))
+        self.x_self = nn.ModuleList(EncoderLayer(p, heads, ffn_dim, attention) for _ in range(self_layers))
         self.z_self = nn.ModuleList(
-            [] if pushforward else [EncoderLayer(p, heads, ffn_dim) for _ in range(self_layers)]
+            [] if pushforward else [EncoderLayer(p, heads, ffn_dim, attention) for _ in range(self_layers)]
         )
-        self.cross = nn.ModuleList(EncoderLayer(p, heads, ffn_dim) for _ in range(cross_layers))
+        self.cross = nn.ModuleList(EncoderLayer(p, heads, ffn_dim, attention) for _ in range(cross_layers))
         # Final block: the transformer feed-forward sublayer with Add & Norm, LN(h + FFN(h)) (App. C.1
         # "a typical transformer feedforward layer"), so F's output rows are layer-normalised.
         self.out_ffn = FeedForward(p, ffn_dim)
@@ -189,7 +197,7 @@ class FMap(nn.Module):
         for i, layer in enumerate(self.x_self):
             h = zero_padding(layer.self_attend(h, x_mask, drop, f"xself{i}"), x_mask)
         kv = [layer.attn.kv(h) for layer in self.cross]
-        return FContext(kv=kv, x_mask=x_mask, alpha_x=alpha_x, beta_x=beta_x, drop=drop)
+        return FContext(kv=kv, x_mask=x_mask, alpha_x=alpha_x, beta_x=beta_x, drop=drop, attention=self.attention)
 
     # ------------------------------------------------------------------ Z branch
     def apply(self, z: torch.Tensor, z_mask: torch.Tensor | None, ctx: FContext) -> torch.Tensor:
