@@ -183,3 +183,45 @@ def test_cuda_graph_training_step_gives_the_eager_gradients() -> None:
     _, l1, g1, msgs = _graph_solve_on_cuda("completion", True, 0.5, train=True)
     assert msgs == [] and torch.allclose(l0, l1, rtol=1e-8)
     assert all(torch.allclose(a, b, rtol=1e-6, atol=1e-10) for a, b in zip(g0, g1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_pad8_attention_equals_plain_sdpa_on_cuda(dtype: torch.dtype) -> None:
+    """SDPA at the head width padded to 8 (solver.attention=sdpa_pad8) against plain SDPA: DDEQ cross-attention
+    shape (64 clouds, 32 heads of width 4, 10 queries, 200 keys, some padding), value and q/k/v gradients."""
+    from ddeqs.models.ddeq.fastpath import AUTO_CUDA, attention_kernel
+    from ddeqs.models.ddeq.sdpa import sdpa_attention, sdpa_pad8_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(64, 32, n, 4, generator=g).to("cuda", dtype).requires_grad_(True) for n in (10, 200, 200))
+    mask = torch.ones(64, 200, dtype=torch.bool)
+    mask[0, 50:] = False
+    mask[1, 1:] = False  # one real key
+    mask = mask.cuda()
+    assert attention_kernel(q, (k, v)) == AUTO_CUDA and attention_kernel(q, (k, v), "sdpa_pad8") == "sdpa_pad8"
+    out, ref = sdpa_pad8_attention(q, k, v, mask), sdpa_attention(q, k, v, mask)
+    # bf16 (8-bit mantissa): two backends differ by up to ~2 units in the last place (CPU: 1.6e-2 at gradients of ~7)
+    tol = {"rtol": 2e-5, "atol": 2e-5} if dtype == torch.float32 else {"rtol": 3e-2, "atol": 3e-2}
+    assert out.dtype == dtype and torch.isfinite(out).all()
+    torch.testing.assert_close(out, ref, **tol)
+    dout = torch.randn(out.shape, generator=g).to("cuda", dtype)
+    for a, b in zip(torch.autograd.grad(out, (q, k, v), dout), torch.autograd.grad(ref, (q, k, v), dout)):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_ddeq_with_pad8_attention_equals_auto_on_cuda() -> None:
+    """solver.attention=sdpa_pad8 against auto on the GPU, float32 (TF32 off), same weights, input and Z0."""
+    batch = _batch("classification").to("cuda")
+    out = {}
+    prev = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        for attention in ("auto", "sdpa_pad8"):
+            torch.manual_seed(0)
+            model = build_model(_cfg("classification", "ddeq", f"solver.attention={attention}"), 2, 5).cuda().eval()
+            torch.manual_seed(1)
+            with torch.no_grad():
+                out[attention] = model(batch.points, batch.mask).logits
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev
+    torch.testing.assert_close(out["sdpa_pad8"], out["auto"], rtol=1e-4, atol=1e-4)

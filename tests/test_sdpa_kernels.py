@@ -108,7 +108,8 @@ def _clouds(task: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("task", ["classification", "completion"])
 @pytest.mark.parametrize("choice", ["sdpa_pad8", "sdpa"])
-def test_ddeq_with_an_explicit_kernel_equals_auto_on_cpu(task: str, choice: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ddeq_with_an_explicit_kernel_equals_auto_on_cpu(task: str, choice: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Same weights, input and Z0: outputs (train and eval) and parameter gradients equal ``auto``'s."""
     points, mask = _clouds(task)
     results = {}

@@ -14,7 +14,10 @@ time limit (the rest of the budget at most) and its output goes to ``DIR/logs/``
    Table 4 (3 h 01 per epoch on one H100) and the goal of 1/10 of it (18 min). The estimate counts
    training steps only (no evaluation, no data loading) on synthetic clouds of :data:`POINTS` input
    points (255 slots), about the size of an MNIST-pc cloud (MNIST digits have ~150 nonzero pixels
-   on average, batches pad to their largest cloud).
+   on average, batches pad to their largest cloud);
+5. ``ddeqs bench attention --set train.device=cuda`` (about 45 s): plain SDPA against SDPA at the
+   head width padded to 8 under each backend, at the DDEQ's attention shapes; the report says which
+   value ``solver.attention=auto`` should take on CUDA (``ddeqs.models.ddeq.fastpath.AUTO_CUDA``).
 
 Writes ``DIR/gpu-check.md`` and ``DIR/gpu-check.json`` (DIR: ``--out``, else ``$OUT``, else
 ``results/gpu-check``) and exits 0 when every part passed, 1 otherwise (the report is written in
@@ -154,10 +157,12 @@ def bench_summary(data: dict | None) -> tuple[dict, str]:
     return med, ", ".join(parts)
 
 
-def write_report(out: Path, info: dict, parts: list[Part], estimate: dict | None) -> tuple[Path, Path]:
-    """``out/gpu-check.md`` and ``out/gpu-check.json``."""
+def write_report(out: Path, info: dict, parts: list[Part], estimate: dict | None,
+                 attention: dict | None = None) -> tuple[Path, Path]:
+    """``out/gpu-check.md`` and ``out/gpu-check.json``; ``attention``: the ``bench attention --out`` document."""
     js = out / "gpu-check.json"
-    js.write_text(json.dumps({**info, "parts": [p.as_dict() for p in parts], "epoch_estimate": estimate}, indent=2))
+    js.write_text(json.dumps({**info, "parts": [p.as_dict() for p in parts], "epoch_estimate": estimate,
+                              "attention_decision": (attention or {}).get("decision")}, indent=2))
     lines = [f"# gpu-check: {info['gpu']}", "",
              f"torch {info['torch']} (CUDA {info['cuda']}), {info['date']}, commit {info['commit']}; "
              f"budget {BUDGET_S:.0f} s, used {info['seconds']:.0f} s.", "",
@@ -176,6 +181,9 @@ def write_report(out: Path, info: dict, parts: list[Part], estimate: dict | None
             "", "Training steps only: no evaluation, no data loading; real batches pad to their largest cloud."]
     else:
         lines.append("No estimate: the bench step part gave no fast-path step time.")
+    from ddeqs.bench.attention import decision_lines
+
+    lines += ["", *decision_lines(attention)]
     md = out / "gpu-check.md"
     md.write_text("\n".join(lines) + "\n")
     return md, js
@@ -243,11 +251,20 @@ def main(argv: list[str] | None = None) -> int:
     else:
         p, prep.summary = prep, _tail(prep.log)
     parts.append(p)
+    # 5. attention kernels: plain SDPA vs SDPA at head width 8, per backend (decides solver.attention=auto on CUDA)
+    from ddeqs.bench.attention import one_line
+
+    att_json = out / "bench-attention.json"
+    p = run_part("bench-attention", [py, "-m", "ddeqs", "bench", "attention", "--set", "train.device=cuda",
+                                     "--budget-s", "30", "--out", str(att_json)], left(45), logs)
+    attention = _read_json(att_json)
+    p.summary = one_line(attention) if attention else _tail(p.log)
+    parts.append(p)
     estimate = fastest_estimate(med)
     info = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit(),
             "seconds": time.perf_counter() - t_start, "budget_s": BUDGET_S}
-    md, js = write_report(out, info, parts, estimate)
+    md, js = write_report(out, info, parts, estimate, attention)
     print(md.read_text())
     print(f"wrote {md} and {js}", file=sys.stderr)
     return 0 if all(p.ok for p in parts) and estimate is not None else 1

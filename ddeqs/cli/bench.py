@@ -1,4 +1,5 @@
-"""``ddeqs bench step|momentum|train|composition``: speed and memory of the DDEQ forward solver (figures, not tests).
+"""``ddeqs bench step|momentum|train|composition|attention``: speed and memory of the DDEQ forward solver and
+its attention kernels (figures, not tests).
 
 ``step``: median time of full training steps (inner WGF solve + phantom-gradient backward + Adam
 step) per implementation and iteration count, time per inner iteration, peak memory of the
@@ -19,6 +20,13 @@ normal run folder: training wall time, inner iterations per step, test metric ±
 
 ``composition``: on a trained DDEQ run, how far each test cloud's output moves when it is solved in a
 padded batch instead of alone (same Z0), in float32 and float64.
+
+``attention``: the DDEQ's attention (32 heads of width 4) at its shapes (classification and
+completion, Z self-attention and cross-attention to 200 padded points), float32 and bf16: median
+µs per call, forward and forward+backward, of the device's current kernel, plain SDPA, SDPA at
+the head width padded to 8 (``solver.attention=sdpa_pad8``), each under every SDPA backend forced
+(or why it is not eligible), with the difference to float64; on CUDA, which kernel
+``solver.attention=auto`` should take.
 
 Problems are synthetic and paper-sized: ``--dataset mnist-pc`` (2-D, MNIST-pc architecture) or
 ``modelnet40-s`` (3-D, three cross layers); completion with 200 input points has 255 slots. Run
@@ -123,6 +131,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     _out_json(p)
     p.set_defaults(func=composition_cmd)
+
+    # ---- bench attention
+    p = sub.add_parser("attention", help="attention kernels at the DDEQ's shapes, per SDPA backend (pad-8 decision)",
+                       description=_attention_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=64, help="clouds per batch (default: 64, the paper's)")
+    p.add_argument("--dtypes", nargs="+", choices=["float32", "bfloat16"], default=["float32", "bfloat16"],
+                   help="input dtypes (default: float32 bfloat16)")
+    p.add_argument("--shapes", nargs="+", default=None, metavar="SHAPE",
+                   help="cls-z-self, cls-cross, cpl-z-self, cpl-cross (default: all)")
+    p.add_argument("--repeats", type=int, default=5, help="timed blocks of calls per case, median reported (default: 5)")
+    p.add_argument("--budget-s", dest="budget_s", type=float, default=None,
+                   help="stop timing after this many seconds; the remaining cases are reported skipped")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_set(p, "run setting (config override), repeatable: train.device (default auto, cuda when present), "
+               "model.z_dim and model.heads (head width z_dim / heads)")
+    _out_json(p)
+    p.set_defaults(func=attention_cmd)
 
 
 def _spec(args: argparse.Namespace, **kw):  # type: ignore[no-untyped-def]
@@ -373,6 +398,66 @@ def composition_cmd(args: argparse.Namespace) -> int:
         print(f"accuracy of the alone solves on these clouds: {100 * r0.accuracy_alone:.1f} %")
     if args.json_out:
         _write_json(args.json_out, {"run_dir": str(args.run_dir), "results": [r.as_dict() for r in rows]})
+    return 0
+
+
+def _attention_doc() -> str:
+    para = next(p for p in (__doc__ or "").split("\n\n") if p.startswith("``attention``"))
+    return (f"ddeqs bench {para}\n\nDetails: ddeqs/bench/attention.py; CPU figures and what make gpu-check decides: "
+            "docs/benchmarks.md (Attention kernels).")
+
+
+def attention_cmd(args: argparse.Namespace) -> int:
+    import os
+
+    import torch
+
+    from ddeqs.bench.attention import SHAPES, as_json, run_attention_bench
+    from ddeqs.bench.machine import cpu_model
+    from ddeqs.config import ConfigError, load_config
+    from ddeqs.training.seeding import device_label, resolve_device
+
+    cfg = load_config(None, list(args.overrides))
+    names = {s.name: s for s in SHAPES}
+    unknown = sorted(set(args.shapes or []) - set(names))
+    if unknown or args.batch < 1 or args.repeats < 1:
+        raise ConfigError(f"--shapes must be among {', '.join(names)} (got {', '.join(unknown)}); --batch and "
+                          "--repeats at least 1" if unknown else "--batch and --repeats must be at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(cfg.train.device)
+    heads, width = cfg.model.heads, cfg.model.z_dim // cfg.model.heads
+    shapes = tuple(names[n] for n in args.shapes) if args.shapes else SHAPES
+    info = {"device": device_label(device), "device_type": device.type, "cpu": cpu_model(), "cores": os.cpu_count(),
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "batch": args.batch, "heads": heads,
+            "head_width": width, "shapes": [s.__dict__ for s in shapes]}
+    print(f"ddeqs bench attention: {info['device']} (CPU: {info['cpu']}, {info['threads']} threads), torch "
+          f"{info['torch']}; batch {args.batch}, {heads} heads of width {width}; median of {args.repeats} blocks; "
+          "us per call; diff = max |output, gradients - float64 math|", flush=True)
+    print(f"{'shape':<11} {'dtype':<9} {'mode':<17} {'variant':<20} {'kernel / picked':<26} {'us':>10} {'diff':>9}")
+    results = run_attention_bench(device, args.batch, heads, width, tuple(args.dtypes), shapes, args.repeats,
+                                  budget_s=args.budget_s)
+    for r in results:
+        used = r.kernel if r.picked is None else f"{r.kernel} ({r.picked})"
+        if r.status == "ok":
+            print(f"{r.shape:<11} {r.dtype:<9} {r.mode:<17} {r.variant:<20} {used:<26} {r.median_us:>10.1f} "
+                  f"{r.max_abs_diff:>9.1e}")
+        elif r.status == "not eligible":
+            print(f"{r.shape:<11} {r.dtype:<9} {r.mode:<17} {r.variant:<20} not eligible: {r.reason[:160]}")
+    data = as_json(results, device, info)
+    skipped = sum(r.status == "skipped" for r in results)
+    if skipped:
+        print(f"{skipped} cases skipped: --budget-s {args.budget_s:g} s spent")
+    for row in data["summary"]:
+        if row["speedup_fastest_vs_sdpa"]:
+            print(f"fastest {row['shape']} {row['dtype']} {row['mode']}: {row['fastest']} {row['fastest_us']:.1f} us, "
+                  f"{row['speedup_fastest_vs_sdpa']:.2f}x plain sdpa (picked {row['sdpa_picked'] or 'n/a'})"
+                  + (f"; sdpa_pad8 {row['speedup_pad8_vs_sdpa']:.2f}x" if row["speedup_pad8_vs_sdpa"] else ""))
+    dec = data["decision"]
+    print(f"solver.attention=auto on CUDA: {dec['value'] or 'not decided here'} (now {dec['current']}); "
+          f"{dec['reason']}")
+    if args.json_out:
+        _write_json(args.json_out, data)
     return 0
 
 

@@ -29,6 +29,22 @@ if TYPE_CHECKING:
 KV = tuple[torch.Tensor, torch.Tensor] | ConstKV
 
 
+def attend_heads(
+    q: torch.Tensor, kv: KV, key_mask: torch.Tensor | None, attention: "AttentionChoice" = "auto"
+) -> torch.Tensor:
+    """Softmax attention ``(B, H, N, c)`` of query heads ``q`` to ``kv`` by the kernel the dispatcher
+    (:func:`ddeqs.models.ddeq.fastpath.attention_kernel`) picks for ``solver.attention`` ``attention``."""
+    kernel = attention_kernel(q, kv, attention)
+    if kernel == "const_kv":
+        return const_kv_attention(q, kv, key_mask)  # type: ignore[arg-type]
+    k, v = kv  # type: ignore[misc]
+    if kernel == "short":
+        return short_attention(q, k, v, key_mask)
+    if kernel == "sdpa_pad8":
+        return sdpa_pad8_attention(q, k, v, key_mask)
+    return sdpa_attention(q, k, v, key_mask)
+
+
 class MaskedAttention(nn.Module):
     """Multi-head attention, width ``dim`` split into ``heads`` heads of width ``dim // heads``.
 
@@ -63,18 +79,7 @@ class MaskedAttention(nn.Module):
         otherwise PyTorch's SDPA, plain or at the head width padded to 8 (``solver.attention``).
         """
         B, N, c = tgt.shape
-        q = self._split(self.q(tgt))
-        kernel = attention_kernel(q, kv, self.attention)
-        if kernel == "const_kv":
-            out = const_kv_attention(q, kv, key_mask)  # type: ignore[arg-type]
-        else:
-            k, v = kv  # type: ignore[misc]
-            if kernel == "short":
-                out = short_attention(q, k, v, key_mask)
-            elif kernel == "sdpa_pad8":
-                out = sdpa_pad8_attention(q, k, v, key_mask)
-            else:
-                out = sdpa_attention(q, k, v, key_mask)
+        out = attend_heads(self._split(self.q(tgt)), kv, key_mask, self.attention)
         return self.o(out.transpose(1, 2).reshape(B, N, c))
 
 

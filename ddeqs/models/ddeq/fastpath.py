@@ -73,7 +73,7 @@ def warn_once(key: str, message: str) -> None:
 def attention_kernel(
     q: torch.Tensor, kv: "ConstKV | tuple[torch.Tensor, torch.Tensor]", choice: "AttentionChoice" = "auto"
 ) -> AttentionKernel:
-    """Kernel for queries ``q`` ``(B, H, N, c)`` attending to ``kv`` under ``solver.attention`` ``choice`` (module doc)."""
+    """Kernel for queries ``q`` ``(B, H, N, c)`` attending to ``kv``, ``choice``: ``solver.attention`` (module doc)."""
     if isinstance(kv, ConstKV):
         return "const_kv"
     if choice != "auto":

@@ -30,13 +30,25 @@ def padded_width(c: int) -> int:
     return -(-c // PAD_MULTIPLE) * PAD_MULTIPLE
 
 
-def _attn_mask(key_mask: torch.Tensor | None) -> torch.Tensor | None:
+def attn_mask(key_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """SDPA's boolean ``attn_mask`` ``(B, 1, 1, M)`` of a key-padding mask ``(B, M)`` (None stays None)."""
     return None if key_mask is None else key_mask[:, None, None, :]
 
 
 def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
     """``F.scaled_dot_product_attention`` with a boolean key-padding mask: ``(B, H, N, c)``."""
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=_attn_mask(key_mask))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask(key_mask))
+
+
+def pad_heads(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """``(q, k, v)`` with zero columns up to :func:`padded_width` of their width ``c``, and the scale ``1/sqrt(c)``."""
+    c = q.shape[-1]
+    pad = padded_width(c) - c
+    if pad:
+        q, k, v = (F.pad(t, (0, pad)) for t in (q, k, v))
+    return q, k, v, c**-0.5
 
 
 def sdpa_pad8_attention(
@@ -47,9 +59,8 @@ def sdpa_pad8_attention(
     Differentiable in ``q``, ``k`` and ``v``; the padding's gradient is dropped by the pad's backward.
     """
     c = q.shape[-1]
-    pad = padded_width(c) - c
-    if pad == 0:
+    if padded_width(c) == c:
         return sdpa_attention(q, k, v, key_mask)
-    q, k, v = (F.pad(t, (0, pad)) for t in (q, k, v))
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=_attn_mask(key_mask), scale=c**-0.5)
+    qp, kp, vp, scale = pad_heads(q, k, v)
+    out = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=attn_mask(key_mask), scale=scale)
     return out[..., :c]
