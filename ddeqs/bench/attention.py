@@ -21,11 +21,12 @@ Variants (:func:`variants`), each in float32 and bfloat16:
 Modes: ``forward`` (no autograd) and ``forward+backward``: the gradient w.r.t. the queries for
 cross-attention (its keys/values are constants of the inner solve) and w.r.t. queries, keys and
 values for self-attention. Per case: the median µs per call over ``repeats`` blocks of calls
-(CUDA synchronised around each block), the largest absolute difference of the output (and of
-the gradients) to float64 attention by the math backend from the same inputs, and for the plain
-``sdpa`` / ``sdpa_pad8`` the backend PyTorch picks (``torch._fused_sdp_choice``, where present).
-Cases run in priority order (``current``, ``sdpa``, ``sdpa_pad8`` first) until ``budget_s``; the
-rest are reported ``skipped``.
+(about 5 ms each, CUDA synchronised around each block; the blocks of all variants of a shape,
+dtype and mode interleaved, so a machine whose speed drifts slows them alike), the largest
+absolute difference of the output (and of the gradients) to float64 attention by the math
+backend from the same inputs, and for the plain ``sdpa`` / ``sdpa_pad8`` the backend PyTorch
+picks (``torch._fused_sdp_choice``, where present). Float32 runs first; once ``budget_s`` is
+spent, the remaining cases are reported ``skipped``.
 
 On CUDA, :func:`auto_cuda_decision` turns the forward+backward timings into the value that
 ``ddeqs.models.ddeq.fastpath.AUTO_CUDA`` (``solver.attention=auto`` on CUDA) should take.
@@ -95,7 +96,7 @@ class AttentionResult:
 
 
 def variants() -> list[tuple[str, str, str | None]]:
-    """``(name, kernel, forced backend)`` in priority order."""
+    """``(name, kernel, forced backend)`` of every variant, in report order."""
     out: list[tuple[str, str, str | None]] = [("current", "current", None), ("sdpa", "sdpa", None),
                                               ("sdpa_pad8", "sdpa_pad8", None)]
     out += [(f"{k}[{b}]", k, b) for k in ("sdpa", "sdpa_pad8") for b in BACKENDS]
@@ -176,24 +177,29 @@ def _reference(shape: AttentionShape, x: dict, mode: str) -> tuple[torch.Tensor,
     return _runner("sdpa", "math", shape, x64, mode)()
 
 
-def time_call(fn: Callable[[], object], device: torch.device, repeats: int, block_s: float) -> list[float]:
-    """µs per call of ``fn`` in ``repeats`` blocks of about ``block_s`` seconds each (after one warm-up call)."""
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def calls_per_block(fn: Callable[[], object], device: torch.device, block_s: float) -> int:
+    """Calls of ``fn`` that take about ``block_s`` seconds (1 to 1000), after one warm-up call."""
     fn()
-    sync()
+    _sync(device)
     t0 = time.perf_counter()
     fn()
-    sync()
-    inner = max(1, min(1000, int(block_s / max(time.perf_counter() - t0, 1e-7))))
-    samples = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        sync()
-        samples.append((time.perf_counter() - t0) / inner * 1e6)
-    return samples
+    _sync(device)
+    return max(1, min(1000, int(block_s / max(time.perf_counter() - t0, 1e-7))))
+
+
+def time_block(fn: Callable[[], object], device: torch.device, calls: int) -> float:
+    """µs per call of ``fn`` over ``calls`` calls (synchronised before and after on CUDA)."""
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - t0) / calls * 1e6
 
 
 def _first_call(run: Callable[[], tuple[torch.Tensor, ...]]) -> tuple[tuple[torch.Tensor, ...] | None, str]:
@@ -207,34 +213,17 @@ def _first_call(run: Callable[[], tuple[torch.Tensor, ...]]) -> tuple[tuple[torc
             return None, " | ".join(said) or " ".join(str(err).split())
 
 
-def run_attention_bench(device: torch.device, batch: int = 64, heads: int = 32, width: int = 4,
-                        dtypes: tuple[str, ...] = ("float32", "bfloat16"), shapes: tuple[AttentionShape, ...] = SHAPES,
-                        repeats: int = 5, block_s: float = 0.005, budget_s: float | None = None,
-                        seed: int = 0) -> list[AttentionResult]:
-    """Every case (see module doc), in priority order, until ``budget_s`` seconds (None: no limit)."""
-    t_end = None if budget_s is None else time.perf_counter() + budget_s
-    names = variants()
-    cases = [(pri, d, s, m, v) for pri, vs in ((0, names[:3]), (1, names[3:])) for d in dtypes for s in shapes
-             for m in MODES for v in vs]
-    inputs: dict = {}
-    refs: dict = {}
-    results = []
-    for _, dname, shape, mode, (name, kernel, backend) in cases:
-        if t_end is not None and time.perf_counter() > t_end:
-            results.append(AttentionResult(shape.name, dname, mode, name, kernel, backend, None, "skipped",
-                                           "time budget spent"))
-            continue
-        key = (dname, shape.name)
-        if key not in inputs:
-            inputs[key] = make_inputs(shape, batch, heads, width, DTYPES[dname], device, seed)
-        x = inputs[key]
-        if (key, mode) not in refs:
-            refs[(key, mode)] = _reference(shape, x, mode)
-        picked = None
-        used = kernel
+def _group(device: torch.device, shape: AttentionShape, dname: str, mode: str, x: dict, repeats: int,
+           block_s: float) -> list[AttentionResult]:
+    """Every variant of one shape, dtype and mode; the timed blocks interleaved (round ``r`` times one block of
+    each variant, in alternating order), so a drift in the machine's speed affects all variants alike."""
+    ref = _reference(shape, x, mode)
+    results: list[AttentionResult] = []
+    runs: dict[int, tuple[Callable, int]] = {}
+    for name, kernel, backend in variants():
+        used, picked = kernel, None
         if kernel == "current":
-            kv = (x["k"], x["v"]) if shape.self_attention else solve_kv(x["k"], x["v"])
-            used = attention_kernel(x["q"], kv)
+            used = attention_kernel(x["q"], (x["k"], x["v"]) if shape.self_attention else solve_kv(x["k"], x["v"]))
         if backend is None and used in ("sdpa", "sdpa_pad8"):
             picked = picked_backend(x["q"], x["k"], x["v"], x["mask"], used == "sdpa_pad8")
         run = _runner(kernel, backend, shape, x, mode)
@@ -243,10 +232,38 @@ def run_attention_bench(device: torch.device, batch: int = 64, heads: int = 32, 
             results.append(AttentionResult(shape.name, dname, mode, name, used, backend, picked, "not eligible",
                                            reason))
             continue
-        diff = max(float((o.detach().double() - r.detach()).abs().max()) for o, r in zip(outs, refs[(key, mode)]))
-        us = statistics.median(time_call(run, device, repeats, block_s))
-        results.append(AttentionResult(shape.name, dname, mode, name, used, backend, picked, "ok",
-                                       median_us=us, max_abs_diff=diff))
+        diff = max(float((o.detach().double() - r.detach()).abs().max()) for o, r in zip(outs, ref))
+        runs[len(results)] = (run, calls_per_block(run, device, block_s))
+        results.append(AttentionResult(shape.name, dname, mode, name, used, backend, picked, "ok", max_abs_diff=diff))
+    samples: dict[int, list[float]] = {i: [] for i in runs}
+    for r in range(repeats):
+        for i in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+            fn, calls = runs[i]
+            samples[i].append(time_block(fn, device, calls))
+    for i, times in samples.items():
+        results[i].median_us = statistics.median(times)
+    return results
+
+
+def run_attention_bench(device: torch.device, batch: int = 64, heads: int = 32, width: int = 4,
+                        dtypes: tuple[str, ...] = ("float32", "bfloat16"), shapes: tuple[AttentionShape, ...] = SHAPES,
+                        repeats: int = 5, block_s: float = 0.005, budget_s: float | None = None,
+                        seed: int = 0) -> list[AttentionResult]:
+    """Every case (see module doc), one shape, dtype and mode at a time, until ``budget_s`` seconds (None: no
+    limit); the groups of a spent budget are reported ``skipped``."""
+    t_end = None if budget_s is None else time.perf_counter() + budget_s
+    results: list[AttentionResult] = []
+    for dname in dtypes:
+        for shape in shapes:
+            x = None
+            for mode in MODES:
+                if t_end is not None and time.perf_counter() > t_end:
+                    results += [AttentionResult(shape.name, dname, mode, name, kernel, backend, None, "skipped",
+                                                "time budget spent") for name, kernel, backend in variants()]
+                    continue
+                if x is None:
+                    x = make_inputs(shape, batch, heads, width, DTYPES[dname], device, seed)
+                results += _group(device, shape, dname, mode, x, repeats, block_s)
     return results
 
 
