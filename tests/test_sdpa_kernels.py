@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import ddeqs.models.ddeq.attention as attention_module
-from ddeqs.config import ConfigError, SolverConfig, load_config
+from ddeqs.config import ConfigError, SolverConfig, load_config, omit_late_defaults
 from ddeqs.models import build_model
 from ddeqs.models.ddeq.attention_kernels import ConstKV
 from ddeqs.models.ddeq.fastpath import attention_kernel, solve_kv
@@ -91,6 +91,10 @@ def test_solver_attention_is_validated_and_fingerprint_neutral() -> None:
     base = load_config(None, [])
     assert config_fingerprint(base) == config_fingerprint(load_config(None, ["solver.attention=sdpa_pad8"]))
     assert config_fingerprint(base) != config_fingerprint(load_config(None, ["solver.iters=7"]))
+    # added after runs were trained: left out of resolved pipeline params at "auto" (no reruns), kept otherwise
+    assert "attention" not in omit_late_defaults(base.model_dump(mode="json"))["solver"]
+    pad8 = load_config(None, ["solver.attention=sdpa_pad8"]).model_dump(mode="json")
+    assert omit_late_defaults(pad8)["solver"]["attention"] == "sdpa_pad8"
 
 
 TINY = ["model.z_dim=16", "model.bilinear_dim=4", "model.heads=4", "model.ffn_dim=32", "model.cross_layers=2",
