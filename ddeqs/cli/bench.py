@@ -430,7 +430,7 @@ def attention_cmd(args: argparse.Namespace) -> int:
     shapes = tuple(names[n] for n in args.shapes) if args.shapes else SHAPES
     info = {"device": device_label(device), "device_type": device.type, "cpu": cpu_model(), "cores": os.cpu_count(),
             "threads": torch.get_num_threads(), "torch": torch.__version__, "batch": args.batch, "heads": heads,
-            "head_width": width, "shapes": [s.__dict__ for s in shapes]}
+            "head_width": width, "attention_shapes": [s.__dict__ for s in shapes]}
     print(f"ddeqs bench attention: {info['device']} (CPU: {info['cpu']}, {info['threads']} threads), torch "
           f"{info['torch']}; batch {args.batch}, {heads} heads of width {width}; median of {args.repeats} blocks; "
           "us per call; diff = max |output, gradients - float64 math|", flush=True)
