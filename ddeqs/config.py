@@ -208,7 +208,8 @@ class SolverConfig(_Strict):
     grad_steps: int = Field(1, ge=1, description="phantom gradient steps (torchdeq 'grad')")
     tau: float = Field(1.0, gt=0.0, le=1.0, description="phantom gradient damping (torchdeq 'tau')")
     compile: bool = Field(False, description="torch.compile the inner step (GPU)")
-    bf16: bool = Field(False, description="bf16 autocast inside the inner solve (GPU)")
+    bf16: bool = Field(False, description="bf16 autocast of F's Z branch inside the inner solve, on CUDA or CPU (MMD "
+                       "gradient and particle update stay float32); moves Z* by a few per cent: ddeqs bench bf16")
     cuda_graph: bool = Field(
         False, description="replay the fast inner iteration from a CUDA graph (GPU; needs tol = 0 and "
         "objective_ratio = 0, a fixed iteration count; same values as the eager loop)",

@@ -34,8 +34,8 @@ Inner step, once per solve (:func:`plan_step`, used by
   through F with the masks, then ``where(movable, ., z)``;
 * ``"dense"``: every row real and moving (masks dropped once): all rows through F without masks.
 
-Modifiers: ``bf16`` (``solver.bf16``, CUDA only: Z branch under bf16 autocast, output cast back)
-and ``compile`` (``solver.compile``, not while dropout is active: the step is ``torch.compile``-d).
+Modifiers: ``bf16`` (``solver.bf16``: Z branch under bf16 autocast of ``z``'s device type, CUDA or
+CPU, output cast back; never with the hand-written ``"zbranch"`` step) and ``compile`` (``solver.compile``, not while dropout is active: the step is ``torch.compile``-d).
 """
 
 from __future__ import annotations
@@ -131,9 +131,7 @@ def plan_step(ctx: "FContext", z_mask: torch.Tensor, movable: torch.Tensor, cfg:
     all_move = rows is None and bool(movable.all())
     step_mask = None if bool(z_mask.all()) else z_mask
     step_movable = None if all_move else movable
-    bf16 = bool(cfg.bf16) and z_mask.device.type == "cuda"
-    if cfg.bf16 and not bf16:
-        warn_once("bf16", "solver.bf16 only applies on CUDA; the inner solve runs in full precision here")
+    bf16 = bool(cfg.bf16)
     compile_ = bool(cfg.compile)
     if compile_ and ctx.drop.active:
         warn_once("compile-dropout", "solver.compile is not used while dropout is active (masks are sampled lazily)")

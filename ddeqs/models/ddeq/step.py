@@ -12,8 +12,10 @@ dispatcher, :func:`ddeqs.models.ddeq.fastpath.plan_step`:
   rows are fixed (completion: the input particles) or padding; the others are returned as ``z``;
 * every particle real and moving, no dropout, CPU (classification): F's Z branch runs as one
   autograd node with a hand-written input gradient (:mod:`ddeqs.models.ddeq.zbranch_vjp`);
-* ``solver.bf16``: the Z branch runs under bf16 autocast on CUDA; its output is cast back, so
-  the MMD gradient and the particle update stay in the dtype of ``z`` (fp32);
+* ``solver.bf16``: the Z branch runs under bf16 autocast of ``z``'s device (CUDA, or CPU: matmul
+  inputs rounded to bf16, fp32 accumulation; LayerNorm and softmax inputs as autocast decides); its
+  output is cast back, so the MMD gradient and the particle update stay in the dtype of ``z``
+  (fp32). How far this moves Z*: ``ddeqs bench bf16`` (docs/benchmarks.md, "bf16 tolerance");
 * ``solver.compile``: the step is ``torch.compile``-d (``dynamic=False``; one compiled graph per
   input shape). If compilation is unavailable or fails, one warning is emitted and the eager
   function is used.
@@ -52,7 +54,7 @@ def z_step(
 
     ``z_mask`` None: no padding; ``movable`` None: every row moves (then ``F(z)`` is returned as is).
     """
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    amp = torch.autocast(z.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     with amp:
         out = fmap.apply(z, z_mask, ctx) if rows is None else fmap.apply_rows(z, z_mask, ctx, rows)
     if rows is not None:
