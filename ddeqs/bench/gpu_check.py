@@ -17,7 +17,11 @@ time limit (the rest of the budget at most) and its output goes to ``DIR/logs/``
    on average, batches pad to their largest cloud);
 5. ``ddeqs bench attention --set train.device=cuda`` (about 45 s): plain SDPA against SDPA at the
    head width padded to 8 under each backend, at the DDEQ's attention shapes; the report says which
-   value ``solver.attention=auto`` should take on CUDA (``ddeqs.models.ddeq.fastpath.AUTO_CUDA``).
+   value ``solver.attention=auto`` should take on CUDA (``ddeqs.models.ddeq.fastpath.AUTO_CUDA``);
+6. ``ddeqs bench bf16`` on cuda (at most :data:`BF16_LIMIT_S`): how far ``solver.bf16`` moves Z* of
+   the paper-sized MNIST-pc-shaped completion problem (random weights, batch :data:`BF16_BATCH`) from
+   float32 at 25 and 200 inner iterations, next to float32's own distance to float64 (the CPU
+   figures and the tolerance: docs/benchmarks.md, "bf16 tolerance").
 
 Writes ``DIR/gpu-check.md`` and ``DIR/gpu-check.json`` (DIR: ``--out``, else ``$OUT``, else
 ``results/gpu-check``) and exits 0 when every part passed, 1 otherwise (the report is written in
@@ -45,6 +49,8 @@ PAPER_ITERS = 200
 PAPER_EPOCH_S = 3 * 3600 + 60  # Table 4: 3 h 01 per MNIST-pc-partial epoch at 200 iterations, one H100
 GOAL_EPOCH_S = PAPER_EPOCH_S / 10  # issue goal: 10x the paper (18 min 6 s)
 POINTS = 200  # input points of the synthetic clouds (ddeqs bench step's default)
+BF16_LIMIT_S = 60.0  # the bf16 tolerance study's share of the budget
+BF16_BATCH = 16
 
 
 def cuda_unavailable_reason() -> str | None:
@@ -157,6 +163,20 @@ def bench_summary(data: dict | None) -> tuple[dict, str]:
     return med, ", ".join(parts)
 
 
+def bf16_summary(data: dict | None) -> str:
+    """One line of a ``bench bf16 --out`` JSON file: per iteration count, Z* and output error of bf16 vs fp32."""
+    if not data or not data.get("rows"):
+        return "no results"
+    parts = []
+    for r in data["rows"]:
+        b, f = r["bf16_vs_fp32"], r["fp32_vs_fp64"]
+        out = (f"{b['flips']} predictions flip" if "flips" in b else
+               f"MMD² between outputs {b.get('mmd2_between_rel', float('nan')):.1e} of MMD² to target")
+        parts.append(f"{r['iters']} it: Z* rel err bf16 {b['z_rel_err']:.1e} (fp32 vs fp64 {f['z_rel_err']:.1e}), "
+                     f"{out}, tolerance {'kept' if r['within_tolerance'] else 'missed'}")
+    return "; ".join(parts)
+
+
 def write_report(out: Path, info: dict, parts: list[Part], estimate: dict | None,
                  attention: dict | None = None) -> tuple[Path, Path]:
     """``out/gpu-check.md`` and ``out/gpu-check.json``; ``attention``: the ``bench attention --out`` document."""
@@ -259,6 +279,13 @@ def main(argv: list[str] | None = None) -> int:
                                      "--budget-s", "30", "--out", str(att_json)], left(45), logs)
     attention = _read_json(att_json)
     p.summary = one_line(attention) if attention else _tail(p.log)
+    parts.append(p)
+    # 6. bf16 tolerance study on cuda
+    bf16_json = out / "bench-bf16.json"
+    p = run_part("bench-bf16", [py, "-m", "ddeqs", "bench", "bf16", "--task", "completion", "--dataset", "mnist-pc",
+                                "--batch", str(BF16_BATCH), "--points", str(POINTS), "--iters", "25", str(PAPER_ITERS),
+                                "--set", "train.device=cuda", "--out", str(bf16_json)], left(BF16_LIMIT_S), logs)
+    p.summary = bf16_summary(_read_json(bf16_json)) if p.ok else _tail(p.log)
     parts.append(p)
     estimate = fastest_estimate(med)
     info = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,

@@ -28,6 +28,10 @@ the head width padded to 8 (``solver.attention=sdpa_pad8``), each under every SD
 (or why it is not eligible), with the difference to float64; on CUDA, which kernel
 ``solver.attention=auto`` should take.
 
+``bf16``: how far ``solver.bf16`` moves Z* and the output from float32, next to how far float32
+moves them from float64 (same weights, batch and Z0), per inner iteration count; ``--run DIR`` for a
+trained run's weights and test clouds.
+
 Problems are synthetic and paper-sized: ``--dataset mnist-pc`` (2-D, MNIST-pc architecture) or
 ``modelnet40-s`` (3-D, three cross layers); completion with 200 input points has 255 slots. Run
 settings go by ``--set KEY=VALUE`` (``train.device``, ``solver.momentum``, ``solver.compile``, ...)
@@ -148,6 +152,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "model.z_dim and model.heads (head width z_dim / heads)")
     _out_json(p)
     p.set_defaults(func=attention_cmd)
+
+    _register_bf16(sub)
 
 
 def _spec(args: argparse.Namespace, **kw):  # type: ignore[no-untyped-def]
@@ -458,6 +464,93 @@ def attention_cmd(args: argparse.Namespace) -> int:
           f"{dec['reason']}")
     if args.json_out:
         _write_json(args.json_out, data)
+    return 0
+
+
+def _bf16_doc() -> str:
+    from ddeqs.bench import bf16
+
+    return (bf16.__doc__ or "").strip()
+
+
+PARTS_BF16 = ("attention", "ffn", "embed", "bilinear")  # ddeqs.bench.bf16.PARTS (not imported: it imports torch)
+
+
+def _register_bf16(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bf16", help="how far solver.bf16 moves Z* from float32 (float64 as the yardstick)",
+                       description=_bf16_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    _problem_args(p)
+    p.add_argument("--iters", type=int, nargs="+", default=[25, 50, 200],
+                   help="inner iteration counts, one or more (default: 25 50 200)")
+    p.add_argument("--run", metavar="DIR", default=None,
+                   help="a finished DDEQ run folder: its weights and its first --batch test clouds (then --task, "
+                        "--dataset, --points, --z-particles come from the run; --set: solver.*, train.device, "
+                        "train.threads only); default: random weights on a synthetic batch")
+    p.add_argument("--fp32-part", dest="fp32_parts", action="append", default=[], choices=PARTS_BF16,
+                   help="diagnostic: keep this part of F in float32 inside the bf16 solve (repeatable; default: the "
+                        "whole Z branch in bf16, as solver.bf16 runs it)")
+    p.set_defaults(func=bf16_cmd)
+
+
+def bf16_cmd(args: argparse.Namespace) -> int:
+    import os
+
+    import torch
+
+    from ddeqs.bench.bf16 import bf16_study, problem_from_run, synthetic_problem
+    from ddeqs.bench.machine import cpu_model
+    from ddeqs.config import ConfigError
+
+    _validate(args)
+    if min(args.iters) < 1:
+        raise ConfigError("--iters must be at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.run:
+        problem = problem_from_run(args.run, args.batch, args.overrides, seed=args.seed)
+    else:
+        from ddeqs.bench.problem import problem_config
+
+        spec = _spec(args, iters=max(args.iters))
+        problem_config(spec)  # validate --set keys first
+        problem = synthetic_problem(spec)
+        print("note: random weights (no --run): the figures show how bf16 rounding propagates through an untrained "
+              "F; trained weights can differ", flush=True)
+    cpu = cpu_model()
+    threads = torch.get_num_threads()
+    device = str(problem.device) + (f" ({torch.cuda.get_device_name(problem.device)})"
+                                    if problem.device.type == "cuda" else "")
+    B = problem.batch.points.shape[0]
+    print(f"ddeqs bench bf16: {problem.task}, {problem.source}; {B} clouds, same weights, batch and initial state in "
+          f"every precision; device {device}, CPU: {cpu}, torch threads {threads}", flush=True)
+    if args.fp32_parts:
+        print(f"diagnostic: {', '.join(args.fp32_parts)} of F kept in float32 inside the bf16 solve", flush=True)
+    rows = bf16_study(problem, args.iters, args.fp32_parts)
+    cls = problem.task == "classification"
+    out_head = "max |Δ logit|  flips" if cls else "MMD² between  / to target"
+    print(f"{'iters':>5} {'pair':<13} {'Z* rel err':>10} {'worst':>9} {'max |Δ Z*|':>10} {out_head:>26}")
+    for r in rows:
+        for name in ("bf16_vs_fp32", "fp32_vs_fp64"):
+            d = getattr(r, name)
+            if cls:
+                out = f"{d['logit_max_abs']:>13.2e} {d['flips']:>3}/{B:<3}"
+            else:
+                out = f"{d['mmd2_between']:>13.2e} {d.get('mmd2_between_rel', float('nan')):>12.2e}"
+            print(f"{r.iters:>5} {name:<13} {d['z_rel_err']:>10.2e} {d['z_rel_err_worst']:>9.2e} "
+                  f"{d['z_max_abs']:>10.2e} {out:>26}")
+        metric = "accuracy" if cls else "MMD² to target"
+        print(f"{'':>5} ½MMD² objective fp32 {r.objective['float32']:.4e}, bf16 {r.objective['bf16']:.4e}, fp64 "
+              f"{r.objective['float64']:.4e}; {metric} fp32 {r.metric['float32']:.4g}, bf16 {r.metric['bf16']:.4g}, "
+              f"fp64 {r.metric['float64']:.4g}; solve s fp32 {r.seconds['float32']:.2f}, bf16 {r.seconds['bf16']:.2f}, "
+              f"fp64 {r.seconds['float64']:.2f}")
+        print(f"{'':>5} bf16 error / float32's own: {r.error_ratio:.3g}x; within the tolerance: "
+              f"{'yes' if r.within_tolerance else 'no'}", flush=True)
+    if args.json_out:
+        _write_json(args.json_out, {
+            "task": problem.task, "source": problem.source, "clouds": B, "device": device, "cpu": cpu,
+            "cores": os.cpu_count(), "threads": threads, "torch_version": torch.__version__,
+            "fp32_parts": args.fp32_parts, "rows": [r.as_dict() for r in rows],
+        })
     return 0
 
 

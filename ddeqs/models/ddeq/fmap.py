@@ -216,11 +216,7 @@ class FMap(nn.Module):
 
     def _rows(self, z: torch.Tensor, z_mask: torch.Tensor | None, ctx: FContext, rows: RowSubset | None) -> torch.Tensor:
         z = zero_padding(z, z_mask)
-        e = self.z_embed(z)
-        bil = e @ ctx.alpha_x + self.bil_bias
-        if ctx.beta_x is not None:
-            bil = bil + (masked_mean(e, z_mask).unsqueeze(1) @ ctx.beta_x)
-        e = self.bil_norm(e + bil)
+        e = self.bilinear(self.z_embed(z), z_mask, ctx)
         h = self.z_skip_norm(self.z_up(e) + z)
         h = zero_padding(h, z_mask)
         n_self = len(self.z_self)
@@ -240,6 +236,13 @@ class FMap(nn.Module):
             h = layer(h, kv, ctx.x_mask, ctx.drop, f"cross{i}")
         f = ctx.drop("out.res", self.out_ffn(h, ctx.drop, "out"))
         return zero_padding(self.out_norm(h + f), q_mask)
+
+    def bilinear(self, e: torch.Tensor, z_mask: torch.Tensor | None, ctx: FContext) -> torch.Tensor:
+        """The bilinear EI layer on the embedded particles ``e`` ``(B, K, b)``: ``LN(e + e α x̄ + ē β x̄ + bias)``."""
+        bil = e @ ctx.alpha_x + self.bil_bias
+        if ctx.beta_x is not None:
+            bil = bil + (masked_mean(e, z_mask).unsqueeze(1) @ ctx.beta_x)
+        return self.bil_norm(e + bil)
 
     def forward(self, z: torch.Tensor, z_mask: torch.Tensor, x: torch.Tensor, x_mask: torch.Tensor) -> torch.Tensor:
         """``apply(z, z_mask, prepare(x, x_mask))``."""
