@@ -43,11 +43,14 @@ def test_a_bf16_solve_on_cpu_is_finite_and_close_to_float32(task: str) -> None:
     assert b16["z_rel_err_worst"] >= b16["z_rel_err"] * 0.5 and b16["z_max_abs"] > 0
     assert abs(row.objective["bf16"] - row.objective["float32"]) < 0.05 * row.objective["float32"]
     assert abs(row.objective["float64"] - row.objective["float32"]) < 1e-4 * row.objective["float32"]
+    redraw = row.fp32_redraw  # another Z0: output fields only, and far larger changes than float64's
+    assert not any(k.startswith("z_") for k in redraw)
     if task == "classification":
         assert b16["logit_max_abs"] > f32["logit_max_abs"] and 0 <= b16["flip_share"] <= 1
+        assert redraw["logit_max_abs"] > f32["logit_max_abs"]
     else:
         assert 0 < f32["mmd2_between"] < b16["mmd2_between"] and b16["mmd2_between_rel"] < 0.1
-        assert b16["metric_rel_change"] < 0.05
+        assert b16["metric_rel_change"] < 0.05 and redraw["mmd2_between"] > f32["mmd2_between"]
     assert next(problem.model.parameters()).dtype == torch.float32
     assert problem.model.core.solver_cfg is solver  # settings restored
 

@@ -21,6 +21,10 @@ Per iteration count and pair of precisions (``bf16_vs_fp32``, ``fp32_vs_fp64``):
   precision change is next to the model's own error, in the metric's units; ``metric_rel_change``:
   the relative change of that test metric itself.
 
+``fp32_redraw`` (output fields only): float32 from a second initial-state draw against float32, the
+model's own dependence on Z0 (or on the free particles' draw): how many predictions, or how much
+of the output, a new random start already changes.
+
 Per precision: the final objective ``½MMD²(Z*, F(Z*))`` (batch mean, F evaluated in the model's
 dtype: float32 for the bf16 solve too), the task metric (accuracy, or MMD² to the target) and the
 solve's wall time. The tolerance the verdict applies is :func:`verdict`'s (docs/benchmarks.md,
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -86,6 +90,7 @@ class Bf16Row:
     seconds: dict[str, float]
     bf16_vs_fp32: dict[str, float]
     fp32_vs_fp64: dict[str, float]
+    fp32_redraw: dict[str, float]
     error_ratio: float  # z_rel_err of bf16_vs_fp32 / that of fp32_vs_fp64
     within_tolerance: bool
 
@@ -259,17 +264,21 @@ def bf16_study(problem: Problem, iters: Sequence[int], fp32_parts: Sequence[str]
     rows = []
     target = _target(problem)
     saved = problem.model.core.solver_cfg
+    g = torch.Generator().manual_seed(12_345)  # a second start of the same shape (Z0 or free particles)
+    redrawn = replace(problem, init=torch.randn(problem.init.shape, generator=g, dtype=torch.float64).to(problem.device))
     try:
         for n in iters:
             solves = {p: solve(problem, n, p, fp32_parts) for p in PRECISIONS}
             pairs = {name: compare(problem.task, solves[a], solves[b], target) for name, (a, b) in PAIRS.items()}
             b16, f32 = pairs["bf16_vs_fp32"], pairs["fp32_vs_fp64"]
+            other = compare(problem.task, solve(redrawn, n, "float32"), solves["float32"], target)
             rows.append(Bf16Row(
                 iters=n,
                 objective={p: float(s.objective.mean()) for p, s in solves.items()},
                 metric={p: _metric(problem, s) for p, s in solves.items()},
                 seconds={p: s.seconds for p, s in solves.items()},
                 bf16_vs_fp32=b16, fp32_vs_fp64=f32,
+                fp32_redraw={k: v for k, v in other.items() if not k.startswith("z_")},
                 error_ratio=b16["z_rel_err"] / f32["z_rel_err"] if f32["z_rel_err"] > 0 else float("inf"),
                 within_tolerance=verdict(b16, f32),
             ))
