@@ -110,18 +110,20 @@ def test_cli_on_a_run_folder(tmp_path: Path) -> None:
     root = tmp_path / "data"
     prepare_dataset("digits", raw_root=root / "raw", root=root, progress=False)
     cfg = load_config(None, ["task=classification", f"data.root={root}", "data.dataset=digits", "model.z_dim=16",
-                             "model.bilinear_dim=4", "model.heads=2", "model.ffn_dim=32", "tracking.enabled=false"])
+                             "model.bilinear_dim=4", "model.heads=2", "model.ffn_dim=32", "train.threads=2",
+                             "tracking.enabled=false"])
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     torch.save(build_model(cfg, 2, 10).state_dict(), run / "model.pt")
     out = tmp_path / "bf16.json"
     res = subprocess.run([sys.executable, "-m", "ddeqs", "bench", "bf16", "--run", str(run), "--batch", "4",
-                          "--iters", "4", "--set", "solver.step=2", "--out", str(out)],
+                          "--iters", "4", "--set", "solver.step=2", "--threads", "1", "--out", str(out)],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     data = json.loads(out.read_text())
     assert data["source"] == f"run {run}" and data["clouds"] == 4 and "random weights" not in res.stdout
+    assert data["threads"] == 1  # --threads wins over the run's own train.threads
     assert 0 <= data["rows"][0]["metric"]["float32"] <= 1  # accuracy on the run's test clouds
     bad = subprocess.run([sys.executable, "-m", "ddeqs", "bench", "bf16", "--run", str(run), "--set", "model.z_dim=8"],
                          capture_output=True, text=True, timeout=120)

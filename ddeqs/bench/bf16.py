@@ -302,12 +302,14 @@ def problem_from_run(run_dir: str | Path, batch: int, overrides: Sequence[str] =
     """
     from ddeqs.config import ConfigError, load_config
     from ddeqs.training.evaluate import load_run_model
+    from ddeqs.training.seeding import configure_torch
 
     bad = [o for o in overrides if not o.split("=", 1)[0].startswith(("solver.", "train.device", "train.threads"))]
     if bad:
         raise ConfigError(f"bench bf16 --run: only solver.*, train.device and train.threads can be set (got {bad})")
     cfg = load_config(Path(run_dir) / "config.yaml", list(overrides))
     _, model, source, device = load_run_model(run_dir, device=cfg.train.device)
+    configure_torch(cfg.train)  # the run's threads, or those --set gives
     if cfg.model.name != "ddeq":
         raise ConfigError(f"{run_dir}: the bf16 study needs a DDEQ run (this run is {cfg.model.name!r})")
     model.core.solver_cfg = cfg.solver

@@ -504,8 +504,6 @@ def bf16_cmd(args: argparse.Namespace) -> int:
     _validate(args)
     if min(args.iters) < 1:
         raise ConfigError("--iters must be at least 1")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.run:
         problem = problem_from_run(args.run, args.batch, args.overrides, seed=args.seed)
     else:
@@ -516,6 +514,8 @@ def bf16_cmd(args: argparse.Namespace) -> int:
         problem = synthetic_problem(spec)
         print("note: random weights (no --run): the figures show how bf16 rounding propagates through an untrained "
               "F; trained weights can differ", flush=True)
+    if args.threads:  # after loading a run, which applies its own train.threads
+        torch.set_num_threads(args.threads)
     cpu = cpu_model()
     threads = torch.get_num_threads()
     device = str(problem.device) + (f" ({torch.cuda.get_device_name(problem.device)})"
