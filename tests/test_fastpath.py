@@ -52,10 +52,11 @@ def test_every_attention_kernel_matches_sdpa_in_value_and_query_gradient(case: s
 
 
 def _problem(K: int, fixed: int, pad_sample: bool, pad_all: bool, drop: float = 0.0,  # type: ignore[no-untyped-def]
-             dtype: torch.dtype = torch.float64):
+             dtype: torch.dtype = torch.float64, attention: str = "auto"):
     """F at the paper's width (z_dim 128, 32 heads) on 200 input points in ``dtype``, one of each row pattern."""
     torch.manual_seed(1)
-    fmap = FMap(2, z_dim=128, bilinear_dim=8, heads=32, ffn_dim=512, cross_layers=2, self_layers=1).to(dtype)
+    fmap = FMap(2, z_dim=128, bilinear_dim=8, heads=32, ffn_dim=512, cross_layers=2, self_layers=1,
+                attention=attention).to(dtype)
     B = 3
     x = torch.randn(B, 200, 2, dtype=dtype)
     x_mask = torch.ones(B, 200, dtype=torch.bool)
@@ -111,16 +112,18 @@ def test_dropout_falls_back_to_the_plain_step_and_bf16_to_the_autograd_one() -> 
     assert plan.kind == "dense" and plan.bf16
 
 
-@pytest.mark.parametrize("kind", [*CASES, "rows-padded"])
-def test_every_inner_step_runs_under_cpu_bf16_close_to_float32(kind: str) -> None:
-    """CPU bf16 autocast through every case's kernels (ConstKV, short, SDPA): float32 out, finite, near fp32.
+@pytest.mark.parametrize("kind, attention", [(k, "auto") for k in [*CASES, "rows-padded"]]
+                         + [("rows", "sdpa"), ("masked", "sdpa_pad8")])
+def test_every_inner_step_runs_under_cpu_bf16_close_to_float32(kind: str, attention: str) -> None:
+    """CPU bf16 autocast through every case's kernels (ConstKV, short, SDPA, padded SDPA): float32 out,
+    finite, near fp32.
 
     bf16 keeps 8 significant bits (relative rounding 2^-9 = 2e-3 per operation); F's rows are
     layer-normalised (entries of order one), so the step and its VJP agree with float32 to a few
     per cent (measured: values 0.3-0.4 %, VJP 2-4 %), and fixed or padded rows stay bit-exactly ``z``.
     """
     K, fixed, pad_sample, pad_all = CASES.get(kind, (10, 2, False, True))
-    fmap, ctx, z, z_mask, movable = _problem(K, fixed, pad_sample, pad_all, dtype=torch.float32)
+    fmap, ctx, z, z_mask, movable = _problem(K, fixed, pad_sample, pad_all, dtype=torch.float32, attention=attention)
     plain = make_solve_func(fmap, ctx, z_mask, movable, SolverConfig())
     bf16 = make_solve_func(fmap, ctx, z_mask, movable, SolverConfig(bf16=True))
     zr = z.clone().requires_grad_(True)
