@@ -37,7 +37,7 @@ test-fast: $(STAMP)
 
 # On a machine with a CUDA GPU (<= 8 minutes): CUDA tests, bench step fast vs naive at batch 64 and 200
 # iterations, a short digits training on cuda, the MNIST-pc-partial epoch estimate, the attention kernels per
-# SDPA backend (which solver.attention=auto takes on CUDA); report in $$OUT
+# SDPA backend (which solver.attention=auto takes on CUDA), the bf16 tolerance study (bench bf16); report in $$OUT
 # or results/gpu-check/ (docs/benchmarks.md, "GPU"). Without CUDA it stops at once with one line.
 gpu-check: $(STAMP)
 	$(PY) -m ddeqs.bench.gpu_check
