@@ -25,6 +25,10 @@ def test_without_cuda_it_stops_at_once_with_one_line(tmp_path: Path) -> None:
     assert proc.stdout == "" and not (tmp_path / "out").exists()  # nothing started, nothing written
 
 
+def test_part_limits_fit_the_budget_so_no_part_is_squeezed_out() -> None:
+    assert sum(gpu_check.LIMITS.values()) <= gpu_check.BUDGET_S == 480.0
+
+
 def test_epoch_estimate_uses_the_paper_split_and_batch() -> None:
     e = gpu_check.epoch_estimate(1.5)
     assert e["steps"] == 938  # ceil(60,000 / 64)

@@ -4,25 +4,27 @@ Bounded to :data:`BUDGET_S` (8 minutes) in all; each part runs in its own proces
 time limit (the rest of the budget at most) and its output goes to ``DIR/logs/``:
 
 1. the test suite's CUDA tests (``pytest -m cuda tests/test_cuda.py``): device placement, every
-   model's forward/backward on cuda, fast = naive inner solve on cuda;
+   model's forward/backward on cuda, fast = naive inner solve on cuda, the CUDA-graph loop
+   (captured, same values as the eager loop), the padded attention kernel;
 2. ``ddeqs bench step --device cuda``, fast (eager), graph (fast with ``solver.cuda_graph``: the
    inner iteration replayed from a CUDA graph) and naive, at the paper's batch 64 and 200 inner
    iterations on the MNIST-pc-partial-shaped completion problem (with ``--check``: Z* of fast and naive);
-3. one short digits training on cuda (``params/digits-ddeq.yaml``, 2 epochs);
-4. the estimate of one MNIST-pc-partial training epoch at 200 inner iterations: the faster of
-   fast and graph, its median step time x ``ceil(60,000 training clouds / batch 64)`` = 938 steps, next to the paper's
-   Table 4 (3 h 01 per epoch on one H100) and the goal of 1/10 of it (18 min). The estimate counts
-   training steps only (no evaluation, no data loading) on synthetic clouds of :data:`POINTS` input
-   points (255 slots), about the size of an MNIST-pc cloud (MNIST digits have ~150 nonzero pixels
-   on average, batches pad to their largest cloud);
-5. ``ddeqs bench attention --set train.device=cuda`` (about 45 s): plain SDPA against SDPA at the
-   head width padded to 8 under each backend, at the DDEQ's attention shapes; the report says which
-   value ``solver.attention=auto`` should take on CUDA (``ddeqs.models.ddeq.fastpath.AUTO_CUDA``);
-6. ``ddeqs bench bf16`` on cuda (at most :data:`BF16_LIMIT_S`): how far ``solver.bf16`` moves Z* of
-   the paper-sized MNIST-pc-shaped completion problem (random weights, batch :data:`BF16_BATCH`) from
-   float32 at 25 and 200 inner iterations, next to float32's own distance to float64 (the CPU
-   figures and the tolerance: docs/benchmarks.md, "bf16 tolerance").
+3. ``ddeqs bench attention --set train.device=cuda``: plain SDPA against SDPA at the head width
+   padded to 8 under each backend, at the DDEQ's attention shapes; the report says which value
+   ``solver.attention=auto`` should take on CUDA (``ddeqs.models.ddeq.fastpath.AUTO_CUDA``);
+4. ``ddeqs bench bf16`` on cuda: how far ``solver.bf16`` moves Z* of the paper-sized
+   MNIST-pc-shaped completion problem (random weights, batch :data:`BF16_BATCH`) from float32 at 25
+   and 200 inner iterations, next to float32's own distance to float64 (the CPU figures and the
+   tolerance: docs/benchmarks.md, "bf16 tolerance");
+5. one short digits training on cuda (``params/digits-ddeq.yaml``, 2 epochs);
+6. the estimate of one MNIST-pc-partial training epoch at 200 inner iterations: the faster of
+   fast and graph, its median step time x ``ceil(60,000 training clouds / batch 64)`` = 938 steps,
+   next to the paper's Table 4 (3 h 01 per epoch on one H100) and the goal of 1/10 of it (18 min).
+   The estimate counts training steps only (no evaluation, no data loading) on synthetic clouds of
+   :data:`POINTS` input points (255 slots), about the size of an MNIST-pc cloud (MNIST digits have
+   ~150 nonzero pixels on average, batches pad to their largest cloud).
 
+Part time limits: :data:`LIMITS`.
 Writes ``DIR/gpu-check.md`` and ``DIR/gpu-check.json`` (DIR: ``--out``, else ``$OUT``, else
 ``results/gpu-check``) and exits 0 when every part passed, 1 otherwise (the report is written in
 both cases). Without CUDA it stops at once with one line on stderr and exit status 2.
@@ -49,7 +51,13 @@ PAPER_ITERS = 200
 PAPER_EPOCH_S = 3 * 3600 + 60  # Table 4: 3 h 01 per MNIST-pc-partial epoch at 200 iterations, one H100
 GOAL_EPOCH_S = PAPER_EPOCH_S / 10  # issue goal: 10x the paper (18 min 6 s)
 POINTS = 200  # input points of the synthetic clouds (ddeqs bench step's default)
-BF16_LIMIT_S = 60.0  # the bf16 tolerance study's share of the budget
+#: Each part's time limit (s), in running order; they add up to at most BUDGET_S, so no part is squeezed
+#: out by the ones before it. Sized for one H100/H200-class GPU: process start and CUDA initialisation
+#: take ~10 s per process; bench step spawns one per implementation, and its naive 200-iteration steps are
+#: the slowest thing timed; the two small benchmarks stop themselves (attention: --budget-s 30); the
+#: digits training (~1,400 clouds, 2 epochs) is a correctness check and comes last.
+LIMITS = {"cuda-tests": 90.0, "bench-step": 150.0, "bench-attention": 45.0, "bench-bf16": 60.0,
+          "digits-prepare": 30.0, "digits-train": 100.0}
 BF16_BATCH = 16
 
 
@@ -240,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parts: list[Part] = []
     # 1. CUDA tests
     p = run_part("cuda-tests", [py, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py"],
-                 left(120), logs)
+                 left(LIMITS["cuda-tests"]), logs)
     p.summary = _tail(p.log)
     parts.append(p)
     # 2. bench step, fast vs naive, paper batch and iterations
@@ -248,18 +256,34 @@ def main(argv: list[str] | None = None) -> int:
     p = run_part("bench-step", [py, "-m", "ddeqs", "bench", "step", "--task", "completion", "--dataset", "mnist-pc",
                                 "--batch", str(PAPER_BATCH), "--points", str(POINTS), "--iters", str(PAPER_ITERS),
                                 "--impl", "fast", "graph", "naive", "--set", "train.device=cuda", "--repeats", "3", "--warmup", "1",
-                                "--check", "--out", str(step_json)], left(200), logs)
+                                "--check", "--out", str(step_json)], left(LIMITS["bench-step"]), logs)
     med, p.summary = bench_summary(_read_json(step_json))
     parts.append(p)
-    # 3. short digits training on cuda (the dataset is embedded: preparing it takes seconds)
+    # 3. attention kernels: plain SDPA vs SDPA at head width 8, per backend (decides solver.attention=auto on CUDA)
+    from ddeqs.bench.attention import one_line
+
+    att_json = out / "bench-attention.json"
+    p = run_part("bench-attention", [py, "-m", "ddeqs", "bench", "attention", "--set", "train.device=cuda",
+                                     "--budget-s", "30", "--out", str(att_json)], left(LIMITS["bench-attention"]), logs)
+    attention = _read_json(att_json)
+    p.summary = one_line(attention) if attention else _tail(p.log)
+    parts.append(p)
+    # 4. bf16 tolerance study on cuda
+    bf16_json = out / "bench-bf16.json"
+    p = run_part("bench-bf16", [py, "-m", "ddeqs", "bench", "bf16", "--task", "completion", "--dataset", "mnist-pc",
+                                "--batch", str(BF16_BATCH), "--points", str(POINTS), "--iters", "25", str(PAPER_ITERS),
+                                "--set", "train.device=cuda", "--out", str(bf16_json)], left(LIMITS["bench-bf16"]), logs)
+    p.summary = bf16_summary(_read_json(bf16_json)) if p.ok else _tail(p.log)
+    parts.append(p)
+    # 5. short digits training on cuda (last: a correctness check; the measurements above come first) (the dataset is embedded: preparing it takes seconds)
     run_dir = out / "digits-cls-cuda"
-    prep = run_part("digits-prepare", [py, "-m", "ddeqs", "data", "prepare", "digits"], left(60), logs)
+    prep = run_part("digits-prepare", [py, "-m", "ddeqs", "data", "prepare", "digits"], left(LIMITS["digits-prepare"]), logs)
     if prep.ok:
         p = run_part("digits-train", [py, "-m", "ddeqs", "train", "--params", "params/digits-ddeq.yaml",
                                       "--set", "train.epochs=2", "--set", "train.device=cuda",
                                       "--no-tracking", "--out", str(run_dir), "--quiet",
                                       "--overwrite"],  # this report's own run: a rerun of the check replaces it
-                     left(150), logs)
+                     left(LIMITS["digits-train"]), logs)
         m = _read_json(run_dir / "metrics.json")
         if m:
             t = m.get("test", {})
@@ -270,22 +294,6 @@ def main(argv: list[str] | None = None) -> int:
             p.summary = _tail(p.log)
     else:
         p, prep.summary = prep, _tail(prep.log)
-    parts.append(p)
-    # 5. attention kernels: plain SDPA vs SDPA at head width 8, per backend (decides solver.attention=auto on CUDA)
-    from ddeqs.bench.attention import one_line
-
-    att_json = out / "bench-attention.json"
-    p = run_part("bench-attention", [py, "-m", "ddeqs", "bench", "attention", "--set", "train.device=cuda",
-                                     "--budget-s", "30", "--out", str(att_json)], left(45), logs)
-    attention = _read_json(att_json)
-    p.summary = one_line(attention) if attention else _tail(p.log)
-    parts.append(p)
-    # 6. bf16 tolerance study on cuda
-    bf16_json = out / "bench-bf16.json"
-    p = run_part("bench-bf16", [py, "-m", "ddeqs", "bench", "bf16", "--task", "completion", "--dataset", "mnist-pc",
-                                "--batch", str(BF16_BATCH), "--points", str(POINTS), "--iters", "25", str(PAPER_ITERS),
-                                "--set", "train.device=cuda", "--out", str(bf16_json)], left(BF16_LIMIT_S), logs)
-    p.summary = bf16_summary(_read_json(bf16_json)) if p.ok else _tail(p.log)
     parts.append(p)
     estimate = fastest_estimate(med)
     info = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
