@@ -104,11 +104,14 @@ def riesz_mmd2_with_grads(
 
 
 _EXACT_CHUNK = 1 << 22  # elements of one (B, rows, T, p) block of explicit differences (16 MiB in fp32)
+CAPTURE_CHUNK = 1 << 26
+"""Elements of one block of explicit differences in a capturable :class:`PairedMMD` (256 MiB in fp32):
+few blocks, so few graph nodes (the paper's completion batch, 64 x 110² x 128, takes 2)."""
 _NEAR = 0.05  # Gram distances below _NEAR · sqrt(|c_i|² + |c_j|²) are recomputed from explicit differences
 
 
 def signed_energy_with_grads(
-    pts: torch.Tensor, w: torch.Tensor, exact: bool | None = None, pairs: "ClosePairs | None" = None
+    pts: torch.Tensor, w: torch.Tensor, exact: bool | None = None, chunk: int = _EXACT_CHUNK
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``-wᵀ D w`` ``(B,)`` and its half-gradient w.r.t. ``pts`` ``(B, T, p)`` for signed weights ``w`` ``(B, T)``.
 
@@ -117,14 +120,13 @@ def signed_energy_with_grads(
     ``exact``: distances and gradient from explicit differences, in row blocks (``O(B T² p)`` work,
     bounded memory); False: Gram-matrix distances with the close pairs recomputed exactly (the
     solver's path for large ``T·p``); None: exact when ``B·T²·p`` is small. See the module docstring.
-    ``pairs``: the Gram path lists its close pairs in this fixed-capacity :class:`ClosePairs` (no host
-    sync, capturable in a CUDA graph) instead of with ``nonzero``.
+    ``chunk``: elements of one block of explicit differences (exact path).
     """
     B, T, p = pts.shape
     if exact is None:
         exact = B * T * T * p <= _DIFF_ELEMENTS
     with torch.no_grad():
-        mmd2, g_sum = _exact_energy_terms(pts, w) if exact else _gram_energy_terms(pts, w, pairs)
+        mmd2, g_sum = _exact_energy_terms(pts, w, chunk) if exact else _gram_energy_terms(pts, w)
         return mmd2.to(pts.dtype), -w.unsqueeze(-1) * g_sum
 
 
@@ -134,11 +136,11 @@ def _weighted_sum64(d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return -((d * w.unsqueeze(1)).sum(-1, dtype=torch.float64) * w.double()).sum(-1)
 
 
-def _exact_energy_terms(pts: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _exact_energy_terms(pts: torch.Tensor, w: torch.Tensor, chunk: int = _EXACT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
     """``-wᵀ D w`` (float64, ``(B,)``) and ``Σ_j w_j (p_i - p_j)/d_ij`` ``(B, T, p)`` (0 for ``d_ij = 0``)
-    from explicit differences, ``rows`` rows at a time (a ``(B, rows, T, p)`` block at most ``_EXACT_CHUNK``)."""
+    from explicit differences, ``rows`` rows at a time (a ``(B, rows, T, p)`` block at most ``chunk`` elements)."""
     B, T, p = pts.shape
-    rows = max(1, min(T, _EXACT_CHUNK // max(1, B * T * p)))
+    rows = max(1, min(T, chunk // max(1, B * T * p)))
     zero = torch.zeros((), dtype=pts.dtype, device=pts.device)
     ds, gs = [], []
     for s in range(0, T, rows):
@@ -151,42 +153,11 @@ def _exact_energy_terms(pts: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tenso
     return _weighted_sum64(d, w), gs[0] if len(gs) == 1 else torch.cat(gs, 1)
 
 
-class ClosePairs:
-    """A fixed-capacity list of the close pairs of :func:`_gram_energy_terms`, found without a host sync.
-
-    ``nonzero`` has a data-dependent output size, so it synchronises with the host and cannot be
-    captured in a CUDA graph. Here the flat indices of the True entries go, in order, into the first
-    slots of a ``capacity``-long index (a prefix sum gives each its slot); unused slots hold 0, the
-    pair (row 0, row 0) of sample 0, whose difference is exactly zero and so adds exactly nothing.
-    Entries beyond ``capacity`` are dropped and recorded in :attr:`overflow` (a device bool, sticky
-    until :meth:`reset`), which the caller checks once after many steps and then recomputes.
-    """
-
-    def __init__(self, capacity: int, device: torch.device) -> None:
-        self.capacity = int(capacity)
-        self.overflow = torch.zeros((), dtype=torch.bool, device=device)
-
-    def reset(self) -> None:
-        self.overflow.zero_()
-
-    def __call__(self, flags: torch.Tensor) -> torch.Tensor:
-        """Flat indices ``(capacity,)`` long of the True entries of the 1-D bool ``flags`` (then zeros)."""
-        slot = torch.cumsum(flags, 0)  # 1-based slot of each True entry
-        self.overflow |= slot[-1] > self.capacity
-        dump = self.capacity  # one scratch slot for the False entries and the overflow
-        slot = torch.where(flags & (slot <= self.capacity), slot - 1, dump)
-        out = torch.zeros(self.capacity + 1, dtype=torch.long, device=flags.device)
-        out.scatter_(0, slot, torch.arange(flags.numel(), device=flags.device))
-        return out[: self.capacity]
-
-
-def _gram_energy_terms(
-    pts: torch.Tensor, w: torch.Tensor, pairs: ClosePairs | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _gram_energy_terms(pts: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Same as :func:`_exact_energy_terms` at the cost of two batched matmuls: Gram-matrix distances
     of the centred cloud for the far pairs; distances and gradient terms from explicit differences
     for the pairs closer than ``_NEAR`` times their norms, where the Gram formula loses its digits.
-    One host sync (``nonzero``), none with ``pairs`` (see :class:`ClosePairs`)."""
+    One host sync (``nonzero``)."""
     B, T, p = pts.shape
     aw = w.abs().unsqueeze(1)  # (B, 1, T)
     centre = torch.bmm(aw, pts) / aw.sum(-1, keepdim=True).clamp_min(1e-30)
@@ -206,8 +177,7 @@ def _gram_energy_terms(
     mmd2 = _weighted_sum64(d, w)
     # close pairs i < j (each once): exact differences, both rows' terms and both D entries
     near.diagonal(dim1=1, dim2=2).fill_(False)
-    near = near.triu_(1).view(-1)
-    flat = near.nonzero().squeeze(-1) if pairs is None else pairs(near)  # b·T² + i·T + j
+    flat = near.triu_(1).view(-1).nonzero().squeeze(-1)  # b·T² + i·T + j
     if flat.numel():
         bt = flat // (T * T) * T
         fi, fj = bt + flat % (T * T) // T, bt + flat % T
@@ -224,11 +194,6 @@ def _gram_energy_terms(
         mmd2 = mmd2 - 2.0 * near_sum
     return mmd2, g_sum
 
-
-PAIRS_PER_ROW = 2
-"""Capacity of a capturable :class:`PairedMMD`'s close-pair list per row of its distance matrix. Near
-a fixed point each particle of ``Z`` is close to its own image in ``F(Z)``: one pair per two rows;
-two per row leave room for particles close to each other. More spill into ``overflow``."""
 
 _DIFF_ELEMENTS = 1 << 20  # B·T²·p up to which distances come from explicit differences (4 MiB in fp32)
 
@@ -277,9 +242,11 @@ class PairedMMD:
     is real and movable) are decided here, with the solve's only host syncs.
 
     ``mask``, ``movable`` ``(B, K)`` bool; ``counts`` ``(B, 1)``: ``n_b`` in the solve's dtype.
-    ``capturable``: no host sync per call (CUDA graphs): the Gram path's close pairs go through a
-    :class:`ClosePairs` (:attr:`pairs`) of :data:`PAIRS_PER_ROW` pairs per row; check its
-    ``overflow`` after the steps.
+    ``capturable``: no host sync per call, for CUDA graphs (:mod:`ddeqs.solver.graph`): every pair's
+    distance from explicit differences, in blocks of :data:`CAPTURE_CHUNK` elements. The Gram path
+    finds its close pairs with ``nonzero`` (a data-dependent size, so a host sync), and how many
+    there are is not bounded: in training the paper-width completion problem of ``ddeqs bench step`` (batch 8)
+    they grew from 1.4 % to 18 % of all pairs within 5 steps, so a fixed-size list of them would overflow.
     """
 
     def __init__(self, mask: torch.Tensor, movable: torch.Tensor, dtype: torch.dtype, capturable: bool = False) -> None:
@@ -295,8 +262,7 @@ class PairedMMD:
         self.weights = torch.cat([a, -a], 1)  # (B, 2R) signed weights of [z rows, fz rows]
         self.pad = None if bool(real.all()) else ~real.repeat(1, 2).unsqueeze(-1)
         self.keep = None if bool(movable.all()) else movable.unsqueeze(-1)
-        B, T = self.weights.shape
-        self.pairs = ClosePairs(PAIRS_PER_ROW * B * T, mask.device) if capturable else None
+        self.exact, self.chunk = (True, CAPTURE_CHUNK) if capturable else (None, _EXACT_CHUNK)
 
     def __call__(self, z: torch.Tensor, fz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(MMD² (B,), ∂(½MMD²)/∂z (B, K, p), ∂(½MMD²)/∂fz (B, K, p))``; gradients are 0 outside ``movable``."""
@@ -308,7 +274,7 @@ class PairedMMD:
                 pts = torch.cat([z.gather(1, take), fz.gather(1, take)], 1)
             if self.pad is not None:
                 pts = pts.masked_fill(self.pad, 0.0)
-            mmd2, g = signed_energy_with_grads(pts, self.weights, pairs=self.pairs)
+            mmd2, g = signed_energy_with_grads(pts, self.weights, exact=self.exact, chunk=self.chunk)
             R = pts.shape[1] // 2
             if self.index is None:
                 gz, gfz = g[:, :R], g[:, R:]

@@ -104,8 +104,7 @@ def graph_applies(tol: float, objective_ratio: float) -> bool:
 def _graph_solve(func: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, mask: torch.Tensor,
                  movable: torch.Tensor, iters: int, step: float, momentum: float,
                  nesterov: bool) -> tuple[torch.Tensor, dict] | None:
-    """:func:`ddeqs.solver.graph.graph_wgf_loop` (captured on CUDA); None, with one warning, where it cannot
-    give the eager loop's values: capture failed, or the close-pair list overflowed."""
+    """:func:`ddeqs.solver.graph.graph_wgf_loop` (captured on CUDA); None, with one warning, when capture failed."""
     from ddeqs.models.ddeq.fastpath import warn_once  # the models import this module
 
     capture = x0.device.type == "cuda"
@@ -118,10 +117,6 @@ def _graph_solve(func: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor,
     except Exception as err:  # noqa: BLE001 - any capture failure: the eager loop gives the same values
         warn_once("cuda-graph-capture", f"solver.cuda_graph: capture failed ({type(err).__name__}: {err}); "
                   "the inner loop runs eagerly")
-        return None
-    if gradient.overflowed():
-        warn_once("cuda-graph-pairs", "solver.cuda_graph: more close particle pairs than the MMD's fixed list holds "
-                  "(ddeqs.mmd.PAIRS_PER_ROW); this solve was redone eagerly")
         return None
     return z, info
 

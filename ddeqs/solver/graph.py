@@ -14,15 +14,17 @@ What capture needs, and how the loop provides it:
   counter;
 * no host synchronisation inside the iteration: the per-sample stop tests (``solver.tol``,
   ``solver.objective_ratio``) need one per iteration, so the graph runs a fixed number of
-  iterations, as the paper and both presets do (``tol = 0``, ``objective_ratio = 0``); the MMD's
-  close-pair search uses a fixed-capacity list (``PairedMMD(capturable=True)``) whose overflow is
-  checked once, after the loop (then the solve is redone eagerly);
+  iterations, as the paper and both presets do (``tol = 0``, ``objective_ratio = 0``); the MMD
+  takes every distance from explicit differences (``PairedMMD(capturable=True)``): its Gram-matrix
+  path finds close pairs with ``nonzero``, a host sync;
 * warm-up: the first :data:`WARMUP` iterations run eagerly on a side stream (lazy initialisations,
   dropout masks sampled once per solve), then one iteration is captured and replayed for the rest.
 
-The values are :func:`ddeqs.solver.loop.wgf_loop`'s with ``tol = ratio = 0``: the same operations
-in the same order (tested bitwise on CPU, where :class:`StaticLoop` runs the same way without a
-graph). Where capture is impossible it warns once and runs the eager loop.
+The loop gives :func:`ddeqs.solver.loop.wgf_loop`'s values with ``tol = ratio = 0`` for the same
+gradient function: the same operations in the same order (tested bitwise on CPU, where
+:class:`StaticLoop` runs the same way without a graph). With the capturable MMD the values differ
+from the eager fast path by float rounding only (exact distances instead of Gram ones). Where
+capture fails the solver warns once and runs the eager loop.
 """
 
 from __future__ import annotations
@@ -133,8 +135,7 @@ def graph_wgf_loop(
 ) -> tuple[torch.Tensor, dict]:
     """:func:`ddeqs.solver.loop.wgf_loop` without stop tests, on fixed buffers; CUDA-graph replayed.
 
-    ``capture`` None: capture when ``z0`` is on CUDA. Raises what capture raises (the caller falls
-    back); the caller checks the gradient's close-pair overflow (see the module doc).
+    ``capture`` None: capture when ``z0`` is on CUDA. Raises what capture raises (the caller falls back).
     """
     if capture is None:
         capture = z0.device.type == "cuda"

@@ -74,18 +74,13 @@ def wgf_gradient(
 class FastGradient(GradientFn):
     """:func:`wgf_gradient` of ``func`` with the :class:`ddeqs.mmd.PairedMMD` of ``mask``/``movable`` planned once.
 
-    ``capturable``: no host sync per call (the plan's close-pair list has a fixed capacity; see
-    :mod:`ddeqs.solver.graph`), :attr:`overflowed` tells afterwards whether it was exceeded.
+    ``capturable``: no host sync per call (see :class:`ddeqs.mmd.PairedMMD` and :mod:`ddeqs.solver.graph`).
     """
 
     def __init__(self, func: Func, mask: torch.Tensor, movable: torch.Tensor, dtype: torch.dtype,
                  capturable: bool = False) -> None:
         self.func, self.mask, self.movable = func, mask, movable
         self.plan = PairedMMD(mask, movable, dtype, capturable=capturable)
-
-    def overflowed(self) -> bool:
-        """Whether a capturable plan dropped close pairs since it was built (one host sync)."""
-        return self.plan.pairs is not None and bool(self.plan.pairs.overflow)
 
     def __call__(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return wgf_gradient(self.func, z, self.mask, self.movable, self.plan)
