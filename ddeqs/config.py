@@ -212,7 +212,7 @@ class SolverConfig(_Strict):
                        "gradient and particle update stay float32); moves Z* by a few per cent: ddeqs bench bf16")
     cuda_graph: bool = Field(
         False, description="replay the fast inner iteration from a CUDA graph (GPU; needs tol = 0 and "
-        "objective_ratio = 0, a fixed iteration count; same values as the eager loop)",
+        "objective_ratio = 0, a fixed iteration count; the eager loop's values up to float rounding; no use on CPU)",
     )
     # "auto" keeps the kernels measured fastest so far: CPU the hand-written ones, CUDA plain SDPA until a GPU
     # measurement (make gpu-check's bench attention part) decides between sdpa and sdpa_pad8 (fastpath.AUTO_CUDA).
