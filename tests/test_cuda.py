@@ -141,20 +141,21 @@ def test_bench_step_cli_on_cuda(tmp_path, capsys) -> None:  # type: ignore[no-un
     assert all(r["peak_mem_mib"] is not None for r in res)
 
 
-def _graph_solve_on_cuda(task: str, graph: bool, momentum: float, train: bool = False):  # type: ignore[no-untyped-def]
-    """Paper-width problem in float64 on cuda; ``(output, loss, parameter grads, warnings)`` of one forward."""
+def _graph_solve_on_cuda(task: str, graph: bool, momentum: float, train: bool = False,
+                         *extra: str, dtype: torch.dtype = torch.float64):  # type: ignore[no-untyped-def]
+    """Paper-width problem on cuda (float64 by default); ``(output, loss, parameter grads, warnings)`` of one forward."""
     import warnings
 
     from ddeqs.bench.problem import ProblemSpec, build_problem
     from ddeqs.training.losses import per_sample_loss
 
     spec = ProblemSpec(task=task, batch=16, points=100, iters=20, momentum=momentum, device="cuda",
-                       overrides=(f"solver.cuda_graph={str(graph).lower()}",))
+                       overrides=(f"solver.cuda_graph={str(graph).lower()}", *extra))
     problem = build_problem(spec)
-    problem.model.double().train(train)
-    problem.batch.points = problem.batch.points.double()
+    problem.model.to(dtype).train(train)
+    problem.batch.points = problem.batch.points.to(dtype)
     if problem.batch.target is not None:
-        problem.batch.target = problem.batch.target.double()
+        problem.batch.target = problem.batch.target.to(dtype)
     torch.manual_seed(1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -176,6 +177,14 @@ def test_cuda_graph_loop_is_captured_and_gives_the_eager_values(task: str, momen
     assert msgs == []
     assert torch.allclose(graph.z_star, eager.z_star, rtol=0, atol=1e-8)
     assert torch.allclose(graph.solver["objective"], eager.solver["objective"], rtol=1e-8, atol=1e-12)
+
+
+def test_cuda_graph_captures_the_bf16_step() -> None:
+    """solver.bf16 inside the captured iteration (autocast without its weight cache): captured, finite, near eager."""
+    eager, _, _, _ = _graph_solve_on_cuda("completion", False, 0.5, False, "solver.bf16=true", dtype=torch.float32)
+    graph, _, _, msgs = _graph_solve_on_cuda("completion", True, 0.5, False, "solver.bf16=true", dtype=torch.float32)
+    assert msgs == [] and torch.isfinite(graph.z_star).all()
+    assert (graph.z_star - eager.z_star).norm() < 0.1 * eager.z_star.norm()
 
 
 def test_cuda_graph_training_step_gives_the_eager_gradients() -> None:

@@ -54,7 +54,10 @@ def z_step(
 
     ``z_mask`` None: no padding; ``movable`` None: every row moves (then ``F(z)`` is returned as is).
     """
-    amp = torch.autocast(z.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    # cache_enabled=False: the cast-weight cache must not live across a CUDA-graph capture (solver.cuda_graph),
+    # and each step is its own autocast region anyway, so the cache saves nothing between steps
+    amp = (torch.autocast(z.device.type, dtype=torch.bfloat16, cache_enabled=False) if bf16
+           else contextlib.nullcontext())
     with amp:
         out = fmap.apply(z, z_mask, ctx) if rows is None else fmap.apply_rows(z, z_mask, ctx, rows)
     if rows is not None:
