@@ -1,10 +1,11 @@
-"""``ddeqs bench step|momentum|train|composition|attention``: speed and memory of the DDEQ forward solver and
-its attention kernels (figures, not tests).
+"""``ddeqs bench step|momentum|train|composition|attention|bf16``: speed and memory of the DDEQ forward solver,
+its attention kernels and its bf16 precision (figures, not tests).
 
 ``step``: median time of full training steps (inner WGF solve + phantom-gradient backward + Adam
 step) per implementation and iteration count, time per inner iteration, peak memory of the
 steps, device; the naive/fast ratio when both are timed, the memory growth between iteration
-counts, and (``--check``) the agreement of Z* between the two implementations. Each
+counts, and (``--check``) the agreement of Z* between the two implementations. ``--impl graph``: the
+fast path with ``solver.cuda_graph`` (for CUDA), with the fast/graph ratio. Each
 configuration runs in its own process and their timed steps are interleaved (round r times step
 r of every configuration), so a shared machine's drift in speed does not enter the ratio; the
 range of the per-round ratios is printed with it.
