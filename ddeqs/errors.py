@@ -1,5 +1,17 @@
 """Errors caused by input (a file, a download, a flag). The CLI prints them as one
-clear message without a traceback; library users can catch them."""
+clear message without a traceback; library users can catch them. :func:`warn_once`: a setting
+that cannot apply where it runs, said once per process."""
+
+import warnings
+
+_WARNED: set[str] = set()
+
+
+def warn_once(key: str, message: str) -> None:
+    """One ``RuntimeWarning`` per ``key`` and process."""
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 class DDEQError(RuntimeError):

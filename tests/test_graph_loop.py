@@ -33,18 +33,18 @@ def _solve(task: str, batch: int, graph: bool, *extra: str, train: bool = False)
 def test_fixed_buffer_loop_equals_the_eager_loop_bitwise(monkeypatch: pytest.MonkeyPatch, task: str, batch: int,
                                                          momentum: float) -> None:
     """Inside a model's solve, on the same (capturable) gradient function: the same Z*, trace, residual."""
-    import ddeqs.solver.deq as deq
+    import ddeqs.solver.graph as graph
     from ddeqs.solver.loop import wgf_loop
 
     seen = {}
-    real = deq.graph_wgf_loop
+    real = graph.graph_wgf_loop
 
     def both(gradient, z0, mask, iters, step, momentum, nesterov, capture):  # type: ignore[no-untyped-def]
         seen["eager"] = wgf_loop(gradient, z0, mask, iters, step, 0.0, momentum, nesterov, 0.0)
         seen["fixed"] = real(gradient, z0, mask, iters, step, momentum, nesterov, capture=capture)
         return seen["fixed"]
 
-    monkeypatch.setattr(deq, "graph_wgf_loop", both)
+    monkeypatch.setattr(graph, "graph_wgf_loop", both)
     _solve(task, batch, True, f"solver.momentum={momentum}")
     (ze, ie), (zf, i_f) = seen["eager"], seen["fixed"]
     assert torch.equal(ze, zf) and ie["iters"] == i_f["iters"] == 8

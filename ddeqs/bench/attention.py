@@ -43,6 +43,7 @@ from typing import Callable
 
 import torch
 
+from ddeqs.bench.machine import sync
 from ddeqs.models.ddeq.attention import attend_heads
 from ddeqs.models.ddeq.fastpath import AUTO_CUDA, attention_kernel, solve_kv
 from ddeqs.models.ddeq.sdpa import attn_mask, pad_heads, sdpa_attention, sdpa_pad8_attention
@@ -177,28 +178,23 @@ def _reference(shape: AttentionShape, x: dict, mode: str) -> tuple[torch.Tensor,
     return _runner("sdpa", "math", shape, x64, mode)()
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def calls_per_block(fn: Callable[[], object], device: torch.device, block_s: float) -> int:
     """Calls of ``fn`` that take about ``block_s`` seconds (1 to 1000), after one warm-up call."""
     fn()
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     fn()
-    _sync(device)
+    sync(device)
     return max(1, min(1000, int(block_s / max(time.perf_counter() - t0, 1e-7))))
 
 
 def time_block(fn: Callable[[], object], device: torch.device, calls: int) -> float:
     """µs per call of ``fn`` over ``calls`` calls (synchronised before and after on CUDA)."""
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(calls):
         fn()
-    _sync(device)
+    sync(device)
     return (time.perf_counter() - t0) / calls * 1e6
 
 

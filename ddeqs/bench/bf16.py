@@ -43,6 +43,7 @@ import torch
 import torch.nn as nn
 
 from ddeqs.batch import CloudBatch
+from ddeqs.bench.machine import sync
 from ddeqs.mmd import riesz_mmd2
 
 PRECISIONS = ("float32", "bf16", "float64")
@@ -148,11 +149,8 @@ def float32_parts(model: nn.Module, parts: Sequence[str], device_type: str) -> I
 
 
 def _set_solver(model: nn.Module, iters: int, bf16: bool) -> None:
-    from ddeqs.solver.deq import build_deq
-
     core = model.core
-    core.solver_cfg = core.solver_cfg.model_copy(update={"eval_iters": iters, "iters": iters, "bf16": bf16})
-    core.deq = build_deq(core.solver_cfg)
+    core.set_solver(core.solver_cfg.model_copy(update={"eval_iters": iters, "iters": iters, "bf16": bf16}))
 
 
 def solve(problem: Problem, iters: int, precision: str, fp32_parts: Sequence[str] = ()) -> Solve:
@@ -168,9 +166,8 @@ def solve(problem: Problem, iters: int, precision: str, fp32_parts: Sequence[str
     _set_solver(model, iters, precision == "bf16")
     pts = problem.batch.points.to(dtype)
     init = problem.init.to(dtype)
-    sync = torch.cuda.synchronize if problem.device.type == "cuda" else (lambda: None)
     try:
-        sync()
+        sync(problem.device)
         t0 = time.perf_counter()
         parts = fp32_parts if precision == "bf16" else ()
         with torch.no_grad(), float32_parts(model, parts, problem.device.type):
@@ -178,7 +175,7 @@ def solve(problem: Problem, iters: int, precision: str, fp32_parts: Sequence[str
                 out = model(pts, problem.batch.mask, z0=init)
             else:
                 out = model(pts, problem.batch.mask, free_init=init)
-        sync()
+        sync(problem.device)
         seconds = time.perf_counter() - t0
     finally:
         model.to(orig)
@@ -283,15 +280,8 @@ def bf16_study(problem: Problem, iters: Sequence[int], fp32_parts: Sequence[str]
                 within_tolerance=verdict(b16, f32),
             ))
     finally:
-        _restore(problem.model, saved)
+        problem.model.core.set_solver(saved)
     return rows
-
-
-def _restore(model: nn.Module, solver: Any) -> None:
-    from ddeqs.solver.deq import build_deq
-
-    model.core.solver_cfg = solver
-    model.core.deq = build_deq(solver)
 
 
 def problem_from_run(run_dir: str | Path, batch: int, overrides: Sequence[str] = (), seed: int = 0) -> Problem:
@@ -312,7 +302,7 @@ def problem_from_run(run_dir: str | Path, batch: int, overrides: Sequence[str] =
     configure_torch(cfg.train)  # the run's threads, or those --set gives
     if cfg.model.name != "ddeq":
         raise ConfigError(f"{run_dir}: the bf16 study needs a DDEQ run (this run is {cfg.model.name!r})")
-    model.core.solver_cfg = cfg.solver
+    model.core.set_solver(cfg.solver)
     data = next(iter(source.loader("test", shuffle=False, batch_size=batch))).to(device)
     return Problem(cfg.task, model.eval(), data, initial_state(model, cfg.task, data, seed), device, f"run {run_dir}")
 

@@ -134,16 +134,13 @@ def composition_from_run(
     ``solver.iters``).
     """
     from ddeqs.config import ConfigError
-    from ddeqs.solver.deq import build_deq
     from ddeqs.training.evaluate import load_run_model
 
     cfg, model, source, _ = load_run_model(run_dir, device="cpu")
     if cfg.model.name != "ddeq":
         raise ConfigError(f"{run_dir}: batch composition is measured for DDEQ runs (this run is {cfg.model.name!r})")
     if iters is not None:
-        solver = cfg.solver.model_copy(update={"eval_iters": iters})
-        model.core.solver_cfg = solver
-        model.core.deq = build_deq(solver)
+        model.core.set_solver(cfg.solver.model_copy(update={"eval_iters": iters}))
     loader = source.loader("test", shuffle=False, batch_size=1)
     pts: list[np.ndarray] = []
     labels: list[int] = []

@@ -1,9 +1,12 @@
-"""The machine a figure was measured on: CPU model name (as ``lscpu`` prints it) and torch threads."""
+"""The machine a figure was measured on: CPU model name (as ``lscpu`` prints it) and torch threads;
+:func:`sync` before reading a clock."""
 
 from __future__ import annotations
 
 import platform
 from pathlib import Path
+
+import torch
 
 
 def cpu_model() -> str:
@@ -15,3 +18,9 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (CUDA); a no-op on CPU. Timers read the clock after it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

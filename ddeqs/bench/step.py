@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ddeqs.bench.machine import sync
 from ddeqs.bench.memory import PeakMemory
 from ddeqs.bench.problem import ProblemSpec, build_problem
 from ddeqs.errors import DDEQError
@@ -46,11 +47,6 @@ class StepResult:
         return asdict(self)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _result(spec: ProblemSpec, problem, times: list[float], iters: int, pm: PeakMemory) -> StepResult:  # type: ignore[no-untyped-def]
     from ddeqs.training.seeding import device_label
 
@@ -70,7 +66,7 @@ def _check_counts(repeats: int, warmup: int) -> None:
 def _timed_step(problem) -> tuple[float, int]:  # type: ignore[no-untyped-def]
     t0 = time.perf_counter()
     info = problem.train_step()
-    _sync(problem.device)
+    sync(problem.device)
     return time.perf_counter() - t0, int(info.get("iters", 0))
 
 
@@ -80,7 +76,7 @@ def _ready(spec: ProblemSpec, warmup: int, threads: int | None):  # type: ignore
     problem = build_problem(spec)
     for _ in range(warmup):
         problem.train_step()
-    _sync(problem.device)
+    sync(problem.device)
     return problem
 
 

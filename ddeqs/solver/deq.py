@@ -22,7 +22,7 @@ from torchdeq.solver import get_solver, register_solver
 from torchdeq.solver.stat import SolverStat
 
 from ddeqs.config import SolverConfig
-from ddeqs.solver.graph import graph_wgf_loop
+from ddeqs.solver.graph import graph_solve
 from ddeqs.solver.loop import GradientFn, wgf_loop
 from ddeqs.solver.naive import NaiveGradient
 from ddeqs.solver.wgf import FastGradient
@@ -80,45 +80,15 @@ def ddeqs_wgf_solver(
             raise ValueError("solver.impl='naive' needs full_func (F with its X branch) in solver_kwargs")
         gradient = NaiveGradient(full_func, mask, movable)
     else:
-        if cuda_graph and graph_applies(tol, objective_ratio):
-            result = _graph_solve(solve_func or func, x0, mask, movable, int(max_iter), step, momentum, nesterov)
+        if cuda_graph:
+            result = graph_solve(solve_func or func, x0, mask, movable, int(max_iter), step, tol, momentum, nesterov,
+                                 objective_ratio)
             if result is not None:
                 z, info = result
                 return z, ([z] if indexing else []), _stat(z, info)
         gradient = FastGradient(solve_func or func, mask, movable, x0.dtype)
     z, info = wgf_loop(gradient, x0, mask, int(max_iter), step, tol, momentum, nesterov, objective_ratio)
     return z, ([z] if indexing else []), _stat(z, info)
-
-
-def graph_applies(tol: float, objective_ratio: float) -> bool:
-    """Whether ``solver.cuda_graph`` can apply: a fixed iteration count (no stop test); else warn once."""
-    from ddeqs.models.ddeq.fastpath import warn_once  # the models import this module
-
-    if tol > 0 or objective_ratio > 0:
-        warn_once("cuda-graph-stop", "solver.cuda_graph needs a fixed number of inner iterations (solver.tol = 0 "
-                  "and solver.objective_ratio = 0); the inner loop runs eagerly")
-        return False
-    return True
-
-
-def _graph_solve(func: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, mask: torch.Tensor,
-                 movable: torch.Tensor, iters: int, step: float, momentum: float,
-                 nesterov: bool) -> tuple[torch.Tensor, dict] | None:
-    """:func:`ddeqs.solver.graph.graph_wgf_loop` (captured on CUDA); None, with one warning, when capture failed."""
-    from ddeqs.models.ddeq.fastpath import warn_once  # the models import this module
-
-    capture = x0.device.type == "cuda"
-    if not capture:
-        warn_once("cuda-graph-cpu", "solver.cuda_graph: no CUDA device; the fixed-buffer inner loop runs without a "
-                  "graph (same values, no speed-up)")
-    gradient = FastGradient(func, mask, movable, x0.dtype, capturable=True)
-    try:
-        z, info = graph_wgf_loop(gradient, x0, mask, iters, step, momentum, nesterov, capture=capture)
-    except Exception as err:  # noqa: BLE001 - any capture failure: the eager loop gives the same values
-        warn_once("cuda-graph-capture", f"solver.cuda_graph: capture failed ({type(err).__name__}: {err}); "
-                  "the inner loop runs eagerly")
-        return None
-    return z, info
 
 
 def _classical(name: str) -> Callable:

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import torch
 
-from ddeqs.solver.loop import GradientFn, fixed_point_residual
+from ddeqs.errors import warn_once
+from ddeqs.solver.loop import Func, GradientFn, fixed_point_residual
+from ddeqs.solver.wgf import FastGradient
 
 WARMUP = 3
 """Eager iterations before capture (PyTorch asks for a few on a side stream before capturing)."""
@@ -142,3 +144,27 @@ def graph_wgf_loop(
     loop = StaticLoop(gradient, z0, iters, step, momentum, nesterov)
     loop.run(iters, capture)
     return loop.result(mask)
+
+
+def graph_solve(func: Func, x0: torch.Tensor, mask: torch.Tensor, movable: torch.Tensor, iters: int, step: float,
+                tol: float, momentum: float, nesterov: bool, ratio: float) -> tuple[torch.Tensor, dict] | None:
+    """The fast WGF solve of ``func`` (``solver.cuda_graph``) by :func:`graph_wgf_loop`, captured on CUDA.
+
+    ``x0`` ``(B, K, p)``, ``mask``/``movable`` ``(B, K)``. None, with one warning, where the caller's eager
+    loop must run instead: a stop test is set (``tol`` or ``ratio`` > 0), or capture failed.
+    """
+    if tol > 0 or ratio > 0:
+        warn_once("cuda-graph-stop", "solver.cuda_graph needs a fixed number of inner iterations (solver.tol = 0 "
+                  "and solver.objective_ratio = 0); the inner loop runs eagerly")
+        return None
+    capture = x0.device.type == "cuda"
+    if not capture:
+        warn_once("cuda-graph-cpu", "solver.cuda_graph: no CUDA device; the fixed-buffer inner loop runs without a "
+                  "graph (the eager loop's values up to float rounding, and slower than it on CPU)")
+    gradient = FastGradient(func, mask, movable, x0.dtype, capturable=True)
+    try:
+        return graph_wgf_loop(gradient, x0, mask, iters, step, momentum, nesterov, capture=capture)
+    except Exception as err:  # noqa: BLE001 - any capture failure: the eager loop gives the same values
+        warn_once("cuda-graph-capture", f"solver.cuda_graph: capture failed ({type(err).__name__}: {err}); "
+                  "the inner loop runs eagerly")
+        return None

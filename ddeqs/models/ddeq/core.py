@@ -70,6 +70,11 @@ class DDEQCore(nn.Module):
         )
         self.deq = build_deq(solver)
 
+    def set_solver(self, solver: SolverConfig) -> None:
+        """Solve with ``solver`` from now on (its torchdeq DEQ rebuilt; the kernel choice of F is kept)."""
+        self.solver_cfg = solver
+        self.deq = build_deq(solver)
+
     def equilibrium(
         self,
         x: torch.Tensor,

@@ -40,12 +40,12 @@ CPU, output cast back; never with the hand-written ``"zbranch"`` step) and ``com
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import torch
 
+from ddeqs.errors import _WARNED, warn_once  # noqa: F401 - re-exported: step.py and the tests use them from here
 from ddeqs.models.ddeq.attention_kernels import SHORT_KEYS, ConstKV
 
 if TYPE_CHECKING:  # fmap imports attention, which imports this module
@@ -59,16 +59,6 @@ AUTO_CUDA: AttentionKernel = "sdpa"
 ``make gpu-check`` times it against ``"sdpa_pad8"`` (``ddeqs bench attention``) and its report says
 which value this should take."""
 StepKind = Literal["zbranch", "rows", "masked", "dense"]
-
-_WARNED: set[str] = set()
-
-
-def warn_once(key: str, message: str) -> None:
-    """One ``RuntimeWarning`` per ``key`` and process."""
-    if key not in _WARNED:
-        _WARNED.add(key)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
-
 
 def attention_kernel(
     q: torch.Tensor, kv: "ConstKV | tuple[torch.Tensor, torch.Tensor]", choice: "AttentionChoice" = "auto"
