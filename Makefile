@@ -12,7 +12,7 @@ DEMO_RESULTS := $(RESULTS)/demo
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 
-.PHONY: install test test-fast demo paper clean-results lint mlflow-screenshot dvc-snapshot dvc-restore gpu-check
+.PHONY: install test test-fast demo paper clean-results lint mlflow-screenshot dvc-snapshot dvc-restore gpu-check gpu-wheels
 
 install: $(STAMP)
 
@@ -39,8 +39,17 @@ test-fast: $(STAMP)
 # iterations, a short digits training on cuda, the MNIST-pc-partial epoch estimate, the attention kernels per
 # SDPA backend (which solver.attention=auto takes on CUDA), the bf16 tolerance study (bench bf16); report in $$OUT
 # or results/gpu-check/ (docs/benchmarks.md, "GPU"). Without CUDA it stops at once with one line.
-gpu-check: $(STAMP)
-	$(PY) -m ddeqs.bench.gpu_check
+# With .whl/ present (a GPU machine without internet whose python3 has a CUDA PyTorch), it runs there
+# through scripts/gpu_check.sh instead of making a venv; `make gpu-wheels` fills .whl/ beforehand.
+gpu-check:
+	@if ls .whl/*.whl >/dev/null 2>&1; then bash scripts/gpu_check.sh; \
+	 else $(MAKE) --no-print-directory install && $(PY) -m ddeqs.bench.gpu_check; fi
+
+# The few wheels gpu-check needs beyond a CUDA PyTorch image (pydantic, torchdeq), for Python
+# $(GPU_PYTHON) on x86-64 Linux, into .whl/ (git-ignored), at the versions this venv tested.
+GPU_PYTHON ?= 3.12
+gpu-wheels: $(STAMP)
+	PY=$(PY) bash scripts/gpu_wheels.sh $(GPU_PYTHON)
 
 demo: $(STAMP)
 	DDEQS_CLAIMS_SUMMARY=0 $(VENV)/bin/snakemake --profile profiles/local --configfile params/cpu.yaml params/demo.yaml --cores 2 all

@@ -12,7 +12,20 @@ Benchmarks print figures; they are not timed tests (machines are noisy: quote me
 ratios of one run).
 """
 
-from ddeqs.bench.problem import BenchProblem, ProblemSpec, build_problem
-from ddeqs.bench.step import StepResult, compare_fixed_points, run_step_bench
+from __future__ import annotations
 
-__all__ = ["BenchProblem", "ProblemSpec", "StepResult", "build_problem", "compare_fixed_points", "run_step_bench"]
+import importlib
+from typing import Any
+
+#: Public names and their modules, imported on first use (PEP 562): ``python -m ddeqs.bench.gpu_check``
+#: must start without pydantic or torchdeq, to say which packages are missing instead of a traceback.
+_LAZY = {"BenchProblem": "problem", "ProblemSpec": "problem", "build_problem": "problem",
+         "StepResult": "step", "compare_fixed_points": "step", "run_step_bench": "step"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"ddeqs.bench.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'ddeqs.bench' has no attribute {name!r}")

@@ -27,7 +27,13 @@ time limit (the rest of the budget at most) and its output goes to ``DIR/logs/``
 Part time limits: :data:`LIMITS`.
 Writes ``DIR/gpu-check.md`` and ``DIR/gpu-check.json`` (DIR: ``--out``, else ``$OUT``, else
 ``results/gpu-check``) and exits 0 when every part passed, 1 otherwise (the report is written in
-both cases). Without CUDA it stops at once with one line on stderr and exit status 2.
+both cases). Without CUDA, or without a package it needs (:data:`NEEDED_MODULES`), it stops at once with
+one line on stderr and exit status 2.
+
+On a GPU machine without internet whose ``python3`` holds a CUDA build of PyTorch (a lent cloud GPU, a
+cluster node): ``make gpu-wheels`` on a machine with internet fetches the few wheels that are missing
+there into ``.whl/``; with ``.whl/`` copied over, ``make gpu-check`` (``scripts/gpu_check.sh``) installs
+them into a scratch folder and runs the check with that ``python3``.
 """
 
 from __future__ import annotations
@@ -59,6 +65,24 @@ POINTS = 200  # input points of the synthetic clouds (ddeqs bench step's default
 LIMITS = {"cuda-tests": 90.0, "bench-step": 150.0, "bench-attention": 45.0, "bench-bf16": 60.0,
           "digits-prepare": 30.0, "digits-train": 100.0}
 BF16_BATCH = 16
+
+
+#: Modules the parts import, beyond the standard library and torch (``scripts/gpu_wheels.sh`` fetches the
+#: ones a CUDA image of PyTorch with the scientific stack tends to lack: pydantic and torchdeq; sklearn
+#: prepares the embedded digits dataset). tests/test_gpu_check.py checks the parts need no other package.
+NEEDED_MODULES = ("numpy", "scipy", "sklearn", "yaml", "tqdm", "filelock", "pydantic", "torchdeq", "pytest")
+
+
+def missing_modules_reason(modules: tuple[str, ...] = NEEDED_MODULES) -> str | None:
+    """None when every module of ``modules`` imports, else one line naming the missing ones and the fix."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
+    return (f"gpu-check needs the Python packages {', '.join(missing)}, which {sys.executable} cannot import: "
+            "`make install` where pip reaches PyPI; on a GPU machine without internet, `make gpu-wheels` on a "
+            "machine with it, copy .whl/ over and run `make gpu-check` (scripts/gpu_check.sh) there")
 
 
 def cuda_unavailable_reason() -> str | None:
@@ -230,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=None, help="report folder (default: $OUT, else results/gpu-check)")
     args = ap.parse_args(argv)
-    reason = cuda_unavailable_reason()
+    reason = missing_modules_reason(NEEDED_MODULES) or cuda_unavailable_reason()
     if reason:
         print(reason, file=sys.stderr)
         return 2
