@@ -39,11 +39,13 @@ test-fast: $(STAMP)
 # iterations, a short digits training on cuda, the MNIST-pc-partial epoch estimate, the attention kernels per
 # SDPA backend (which solver.attention=auto takes on CUDA), the bf16 tolerance study (bench bf16); report in $$OUT
 # or results/gpu-check/ (docs/benchmarks.md, "GPU"). Without CUDA it stops at once with one line.
-# With .whl/ present (a GPU machine without internet whose python3 has a CUDA PyTorch), it runs there
-# through scripts/gpu_check.sh instead of making a venv; `make gpu-wheels` fills .whl/ beforehand.
+# With .whl/ present and no venv (a GPU machine without internet whose python3 has a CUDA PyTorch), it
+# runs there through scripts/gpu_check.sh instead of making a venv; `make gpu-wheels` fills .whl/ beforehand.
+# GPU_CHECK_ARGS: e.g. "--only cuda-tests" to rerun one part after a fix.
+GPU_CHECK_ARGS ?=
 gpu-check:
-	@if ls .whl/*.whl >/dev/null 2>&1; then bash scripts/gpu_check.sh; \
-	 else $(MAKE) --no-print-directory install && $(PY) -m ddeqs.bench.gpu_check; fi
+	@if [ ! -x $(PY) ] && ls .whl/*.whl >/dev/null 2>&1; then bash scripts/gpu_check.sh $(GPU_CHECK_ARGS); \
+	 else $(MAKE) --no-print-directory install && $(PY) -m ddeqs.bench.gpu_check $(GPU_CHECK_ARGS); fi
 
 # The few wheels gpu-check needs beyond a CUDA PyTorch image (pydantic, torchdeq), for Python
 # $(GPU_PYTHON) on x86-64 Linux, into .whl/ (git-ignored), at the versions this venv tested.

@@ -199,3 +199,31 @@ print(json.dumps(extra))
     assert proc.returncode == 0, proc.stderr[-3000:]
     extra = json.loads(proc.stdout.strip().splitlines()[-1])
     assert extra == [], f"imported beyond torch and the wheel list: {extra}"
+
+
+def test_only_runs_the_named_parts_and_says_why_there_is_no_estimate(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """``--only digits`` (a rerun after a fix): the other parts' commands never start, the report lists what ran."""
+    started: list[str] = []
+
+    def fake_run_part(name: str, command: list[str], limit_s: float, log_dir: Path) -> gpu_check.Part:
+        started.append(name)
+        log = log_dir / f"{name}.log"
+        log.write_text("$ " + " ".join(command) + "\nok\n")
+        return gpu_check.Part(name, command, 0, 0.1, limit_s, str(log))
+
+    monkeypatch.setattr(gpu_check, "cuda_unavailable_reason", lambda: None)
+    monkeypatch.setattr(gpu_check, "run_part", fake_run_part)
+    monkeypatch.setattr("torch.cuda.get_device_name", lambda *a: "Test GPU")
+    assert gpu_check.main(["--out", str(tmp_path), "--only", "digits"]) == 0
+    assert started == ["digits-prepare", "digits-train"]
+    report = json.loads((tmp_path / "gpu-check.json").read_text())
+    assert report["parts_run"] == ["digits"] and [p["name"] for p in report["parts"]] == ["digits-train"]
+    assert "the bench step part was not run (--only)" in (tmp_path / "gpu-check.md").read_text()
+    started.clear()
+    assert gpu_check.main(["--out", str(tmp_path), "--only", "bench-step"]) == 1  # ran, but gave no step time
+    assert started == ["bench-step"]
+    assert "gave no fast-path step time" in (tmp_path / "gpu-check.md").read_text()
+    with pytest.raises(SystemExit):
+        gpu_check.main(["--only", "bench-steps"])
+    assert "invalid choice: 'bench-steps'" in capsys.readouterr().err

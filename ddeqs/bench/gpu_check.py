@@ -24,7 +24,8 @@ time limit (the rest of the budget at most) and its output goes to ``DIR/logs/``
    :data:`POINTS` input points (255 slots), about the size of an MNIST-pc cloud (MNIST digits have
    ~150 nonzero pixels on average, batches pad to their largest cloud).
 
-Part time limits: :data:`LIMITS`.
+Part time limits: :data:`LIMITS`. ``--only PART ...`` runs some of the parts (:data:`PARTS`), e.g. to
+rerun the one that failed after a fix without spending the whole budget again.
 Writes ``DIR/gpu-check.md`` and ``DIR/gpu-check.json`` (DIR: ``--out``, else ``$OUT``, else
 ``results/gpu-check``) and exits 0 when every part passed, 1 otherwise (the report is written in
 both cases). Without CUDA, or without a package it needs (:data:`NEEDED_MODULES`), it stops at once with
@@ -65,6 +66,8 @@ POINTS = 200  # input points of the synthetic clouds (ddeqs bench step's default
 LIMITS = {"cuda-tests": 90.0, "bench-step": 150.0, "bench-attention": 45.0, "bench-bf16": 60.0,
           "digits-prepare": 30.0, "digits-train": 100.0}
 BF16_BATCH = 16
+#: The parts, in running order (``--only`` picks some: a rerun after a fix need not repeat the others).
+PARTS = ("cuda-tests", "bench-step", "bench-attention", "bench-bf16", "digits")
 
 
 #: Modules the parts import, beyond the standard library and torch (``scripts/gpu_wheels.sh`` fetches the
@@ -232,7 +235,8 @@ def write_report(out: Path, info: dict, parts: list[Part], estimate: dict | None
             f"goal <= {hms(e['goal_epoch_seconds'])}: {'met' if e['meets_goal'] else 'not met'}.",
             "", "Training steps only: no evaluation, no data loading; real batches pad to their largest cloud."]
     else:
-        lines.append("No estimate: the bench step part gave no fast-path step time.")
+        lines.append("No estimate: the bench step part gave no fast-path step time." if "bench-step" in
+                     info.get("parts_run", PARTS) else "No estimate: the bench step part was not run (--only).")
     from ddeqs.bench.attention import decision_lines
 
     lines += ["", *decision_lines(attention)]
@@ -253,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ddeqs.bench.gpu_check", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=None, help="report folder (default: $OUT, else results/gpu-check)")
+    ap.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), metavar="PART",
+                    help=f"run only these parts ({', '.join(PARTS)}; default: all); the estimate needs bench-step")
     args = ap.parse_args(argv)
     reason = missing_modules_reason(NEEDED_MODULES) or cuda_unavailable_reason()
     if reason:
@@ -265,68 +271,76 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     py = sys.executable
+    only = set(args.only)
 
     def left(limit: float) -> float:
         return min(limit, BUDGET_S - (time.perf_counter() - t_start))
 
     parts: list[Part] = []
-    # 1. CUDA tests
-    p = run_part("cuda-tests", [py, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py"],
-                 left(LIMITS["cuda-tests"]), logs)
-    p.summary = _tail(p.log)
-    parts.append(p)
-    # 2. bench step, fast vs naive, paper batch and iterations
-    step_json = out / "bench-step-completion.json"
-    p = run_part("bench-step", [py, "-m", "ddeqs", "bench", "step", "--task", "completion", "--dataset", "mnist-pc",
-                                "--batch", str(PAPER_BATCH), "--points", str(POINTS), "--iters", str(PAPER_ITERS),
-                                "--impl", "fast", "graph", "naive", "--set", "train.device=cuda", "--repeats", "3", "--warmup", "1",
-                                "--check", "--out", str(step_json)], left(LIMITS["bench-step"]), logs)
-    med, p.summary = bench_summary(_read_json(step_json))
-    parts.append(p)
-    # 3. attention kernels: plain SDPA vs SDPA at head width 8, per backend (decides solver.attention=auto on CUDA)
-    from ddeqs.bench.attention import one_line
+    med: dict[str, float] = {}
+    attention = None
+    if "cuda-tests" in only:
+        p = run_part("cuda-tests", [py, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider",
+                                    "tests/test_cuda.py"], left(LIMITS["cuda-tests"]), logs)
+        p.summary = _tail(p.log)
+        parts.append(p)
+    if "bench-step" in only:  # fast vs graph vs naive, paper batch and iterations
+        step_json = out / "bench-step-completion.json"
+        p = run_part("bench-step", [py, "-m", "ddeqs", "bench", "step", "--task", "completion", "--dataset", "mnist-pc",
+                                    "--batch", str(PAPER_BATCH), "--points", str(POINTS), "--iters", str(PAPER_ITERS),
+                                    "--impl", "fast", "graph", "naive", "--set", "train.device=cuda", "--repeats", "3",
+                                    "--warmup", "1", "--check", "--out", str(step_json)], left(LIMITS["bench-step"]), logs)
+        med, p.summary = bench_summary(_read_json(step_json))
+        parts.append(p)
+    if "bench-attention" in only:  # plain SDPA vs SDPA at head width 8, per backend (decides solver.attention=auto)
+        from ddeqs.bench.attention import one_line
 
-    att_json = out / "bench-attention.json"
-    p = run_part("bench-attention", [py, "-m", "ddeqs", "bench", "attention", "--set", "train.device=cuda",
-                                     "--budget-s", "30", "--out", str(att_json)], left(LIMITS["bench-attention"]), logs)
-    attention = _read_json(att_json)
-    p.summary = one_line(attention) if attention else _tail(p.log)
-    parts.append(p)
-    # 4. bf16 tolerance study on cuda
-    bf16_json = out / "bench-bf16.json"
-    p = run_part("bench-bf16", [py, "-m", "ddeqs", "bench", "bf16", "--task", "completion", "--dataset", "mnist-pc",
-                                "--batch", str(BF16_BATCH), "--points", str(POINTS), "--iters", "25", str(PAPER_ITERS),
-                                "--set", "train.device=cuda", "--out", str(bf16_json)], left(LIMITS["bench-bf16"]), logs)
-    p.summary = bf16_summary(_read_json(bf16_json)) if p.ok else _tail(p.log)
-    parts.append(p)
-    # 5. short digits training on cuda (last: a correctness check; the measurements above come first) (the dataset is embedded: preparing it takes seconds)
-    run_dir = out / "digits-cls-cuda"
-    prep = run_part("digits-prepare", [py, "-m", "ddeqs", "data", "prepare", "digits"], left(LIMITS["digits-prepare"]), logs)
-    if prep.ok:
-        p = run_part("digits-train", [py, "-m", "ddeqs", "train", "--params", "params/digits-ddeq.yaml",
-                                      "--set", "train.epochs=2", "--set", "train.device=cuda",
-                                      "--no-tracking", "--out", str(run_dir), "--quiet",
-                                      "--overwrite"],  # this report's own run: a rerun of the check replaces it
-                     left(LIMITS["digits-train"]), logs)
-        m = _read_json(run_dir / "metrics.json")
-        if m:
-            t = m.get("test", {})
-            p.summary = (f"{m.get('device')}: {m.get('epochs')} epochs, {m.get('seconds_per_epoch', 0):.1f} s/epoch, "
-                         f"test accuracy {100 * t.get('accuracy', float('nan')):.1f} ± "
-                         f"{100 * t.get('accuracy_se', float('nan')):.1f} %")
-        else:
-            p.summary = _tail(p.log)
-    else:
-        p, prep.summary = prep, _tail(prep.log)
-    parts.append(p)
+        att_json = out / "bench-attention.json"
+        p = run_part("bench-attention", [py, "-m", "ddeqs", "bench", "attention", "--set", "train.device=cuda",
+                                         "--budget-s", "30", "--out", str(att_json)], left(LIMITS["bench-attention"]), logs)
+        attention = _read_json(att_json)
+        p.summary = one_line(attention) if attention else _tail(p.log)
+        parts.append(p)
+    if "bench-bf16" in only:
+        bf16_json = out / "bench-bf16.json"
+        p = run_part("bench-bf16", [py, "-m", "ddeqs", "bench", "bf16", "--task", "completion", "--dataset", "mnist-pc",
+                                    "--batch", str(BF16_BATCH), "--points", str(POINTS), "--iters", "25", str(PAPER_ITERS),
+                                    "--set", "train.device=cuda", "--out", str(bf16_json)], left(LIMITS["bench-bf16"]), logs)
+        p.summary = bf16_summary(_read_json(bf16_json)) if p.ok else _tail(p.log)
+        parts.append(p)
+    if "digits" in only:  # last: a correctness check (the embedded dataset: preparing it takes seconds)
+        parts.append(_digits_part(py, out, logs, left))
     estimate = fastest_estimate(med)
     info = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit(),
-            "seconds": time.perf_counter() - t_start, "budget_s": BUDGET_S}
+            "seconds": time.perf_counter() - t_start, "budget_s": BUDGET_S, "parts_run": [p for p in PARTS if p in only]}
     md, js = write_report(out, info, parts, estimate, attention)
     print(md.read_text())
     print(f"wrote {md} and {js}", file=sys.stderr)
-    return 0 if all(p.ok for p in parts) and estimate is not None else 1
+    return 0 if all(p.ok for p in parts) and (estimate is not None or "bench-step" not in only) else 1
+
+
+def _digits_part(py: str, out: Path, logs: Path, left: Any) -> Part:
+    """Prepare the digits dataset, then train ``params/digits-ddeq.yaml`` 2 epochs on cuda; the failing step's Part."""
+    prep = run_part("digits-prepare", [py, "-m", "ddeqs", "data", "prepare", "digits"], left(LIMITS["digits-prepare"]), logs)
+    if not prep.ok:
+        prep.summary = _tail(prep.log)
+        return prep
+    run_dir = out / "digits-cls-cuda"
+    p = run_part("digits-train", [py, "-m", "ddeqs", "train", "--params", "params/digits-ddeq.yaml",
+                                  "--set", "train.epochs=2", "--set", "train.device=cuda",
+                                  "--no-tracking", "--out", str(run_dir), "--quiet",
+                                  "--overwrite"],  # this report's own run: a rerun of the check replaces it
+                 left(LIMITS["digits-train"]), logs)
+    m = _read_json(run_dir / "metrics.json")
+    if m:
+        t = m.get("test", {})
+        p.summary = (f"{m.get('device')}: {m.get('epochs')} epochs, {m.get('seconds_per_epoch', 0):.1f} s/epoch, "
+                     f"test accuracy {100 * t.get('accuracy', float('nan')):.1f} ± "
+                     f"{100 * t.get('accuracy_se', float('nan')):.1f} %")
+    else:
+        p.summary = _tail(p.log)
+    return p
 
 
 if __name__ == "__main__":
