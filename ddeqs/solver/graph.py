@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 
 from ddeqs.errors import warn_once
-from ddeqs.solver.loop import Func, GradientFn, fixed_point_residual
+from ddeqs.solver.loop import Func, GradientFn, ParticleUpdate, fixed_point_residual
 from ddeqs.solver.wgf import FastGradient
 
 WARMUP = 3
@@ -48,14 +48,15 @@ class StaticLoop:
 
     def __init__(self, gradient: GradientFn, z0: torch.Tensor, iters: int, step: float,
                  momentum: float = 0.0, nesterov: bool = False) -> None:
-        self.gradient, self.step, self.momentum, self.nesterov = gradient, step, momentum, nesterov
+        self.gradient = gradient
         z = z0.detach().clone()
         B = z.shape[0]
         self.z = z
         self.keep_best = momentum > 0
-        self.buf = torch.zeros_like(z) if self.keep_best else None  # m·0 + g = g: the eager first buffer
-        # eager loop: z - step · d · active, with every sample active (no stop test)
-        self.active = torch.ones(B, dtype=z.dtype, device=z.device)[:, None, None]
+        # the eager loop's update rule; its momentum buffer allocated now (a fixed address), m·0 + g = g at first
+        self.update = ParticleUpdate(step, momentum, nesterov)
+        if self.keep_best:
+            self.update.buf = torch.zeros_like(z)
         self.z_eval = torch.zeros_like(z)
         self.fz = torch.zeros_like(z)
         if self.keep_best:  # +inf: the first objective always wins, as the eager first clone
@@ -78,11 +79,8 @@ class StaticLoop:
         else:
             self.z_eval.copy_(self.z)
             self.fz.copy_(fz)
-        d = g
-        if self.buf is not None:
-            self.buf.copy_(self.momentum * self.buf + g)
-            d = g + self.momentum * self.buf if self.nesterov else self.buf
-        self.z.copy_(self.z - self.step * d * self.active)
+        # every sample active (no stop test): the eager loop's z - step·d·1, in place
+        self.z.sub_(self.update.step * self.update.direction(g))
 
     def result(self, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """``(z_star, info)`` as :func:`ddeqs.solver.loop.wgf_loop` returns them (``converged``: all False)."""

@@ -36,18 +36,28 @@ class GradientFn:
 
 
 class ParticleUpdate:
-    """SGD update with optional heavy-ball / Nesterov momentum (PyTorch SGD convention)."""
+    """SGD update with optional heavy-ball / Nesterov momentum (PyTorch SGD convention).
+
+    The momentum buffer ``buf`` is advanced in place (a preallocated zero buffer gives the same first
+    value, ``m·0 + g = g``: the fixed-address loop of :mod:`ddeqs.solver.graph` relies on both).
+    """
 
     def __init__(self, step: float, momentum: float = 0.0, nesterov: bool = False) -> None:
         self.step, self.momentum, self.nesterov = step, momentum, nesterov
         self.buf: torch.Tensor | None = None
 
+    def direction(self, g: torch.Tensor) -> torch.Tensor:
+        """The descent direction ``(B, K, p)`` for the gradient ``g``; advances the momentum buffer."""
+        if self.momentum <= 0:
+            return g
+        if self.buf is None:
+            self.buf = g.clone()
+        else:
+            self.buf.mul_(self.momentum).add_(g)
+        return g + self.momentum * self.buf if self.nesterov else self.buf
+
     def __call__(self, z: torch.Tensor, g: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        d = g
-        if self.momentum > 0:
-            self.buf = g.clone() if self.buf is None else self.momentum * self.buf + g
-            d = g + self.momentum * self.buf if self.nesterov else self.buf
-        return z - self.step * d * active.to(z.dtype)[:, None, None]
+        return z - self.step * self.direction(g) * active.to(z.dtype)[:, None, None]
 
 
 def relative_change(prev: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
