@@ -12,7 +12,7 @@ DEMO_RESULTS := $(RESULTS)/demo
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 
-.PHONY: install test test-fast demo paper clean-results lint mlflow-screenshot dvc-snapshot dvc-restore gpu-check gpu-wheels
+.PHONY: install test test-fast demo paper clean-results mlflow-screenshot dvc-snapshot dvc-restore gpu-check gpu-wheels
 
 install: $(STAMP)
 
