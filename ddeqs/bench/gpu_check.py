@@ -49,7 +49,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 BUDGET_S = 480.0  # 8 minutes for everything
 PAPER_TRAIN_CLOUDS = 60_000  # MNIST-pc training split (docs/data.md)
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(p.ok for p in parts) and (estimate is not None or "bench-step" not in only) else 1
 
 
-def _digits_part(py: str, out: Path, logs: Path, left: Any) -> Part:
+def _digits_part(py: str, out: Path, logs: Path, left: Callable[[float], float]) -> Part:
     """Prepare the digits dataset, then train ``params/digits-ddeq.yaml`` 2 epochs on cuda; the failing step's Part."""
     prep = run_part("digits-prepare", [py, "-m", "ddeqs", "data", "prepare", "digits"], left(LIMITS["digits-prepare"]), logs)
     if not prep.ok:
